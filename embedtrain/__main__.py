@@ -1,0 +1,5 @@
+"""Allow ``python -m embedtrain``."""
+
+from embedtrain.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,160 @@
+"""From text to training batches.
+
+:class:`EncodedCorpus` turns the corpus into a stream of int32 word ids once, into a
+temporary file (``-1`` ends a sentence; out-of-vocabulary words are dropped), so the
+epochs read ids in fixed-size jobs instead of re-tokenising text: memory stays flat
+whatever the corpus size. :func:`window_batch` turns a job into the padded (centre,
+contexts) matrices the batched engine feeds the heads.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from embedtrain.backend import Ops
+from embedtrain.corpus import Corpus
+from embedtrain.errors import UsageError
+from embedtrain.heads.base import PADDING
+from embedtrain.vocab import Vocabulary
+
+SENTENCE_END = -1
+_OUT_OF_VOCABULARY = -2
+_SENTENCE_MARK = "\n"  # never a token: tokens are split on whitespace
+DEFAULT_JOB_WORDS = 50_000
+
+
+class _WordIds(dict):
+    """word -> id, with unknown words mapped to a marker so one C-level map() suffices."""
+
+    def __missing__(self, word: str) -> int:
+        return _OUT_OF_VOCABULARY
+
+
+class EncodedCorpus:
+    """The corpus as word ids in a temporary file, read back in sentence-aligned jobs."""
+
+    def __init__(
+        self,
+        corpus: Corpus,
+        vocab: Vocabulary,
+        directory: str | None = None,
+        on_block: Callable[[int], None] | None = None,
+    ) -> None:
+        lookup = _WordIds(vocab.index)
+        lookup[_SENTENCE_MARK] = SENTENCE_END
+        handle, name = tempfile.mkstemp(prefix="embedtrain-ids-", suffix=".i32", dir=directory)
+        self.path = Path(name)
+        self.words = 0
+        self.sentences = 0
+        try:
+            with os.fdopen(handle, "wb") as out:
+                for block in corpus.sentence_blocks():
+                    tokens: list[str] = []
+                    for sentence in block:
+                        tokens.extend(sentence)
+                        tokens.append(_SENTENCE_MARK)
+                    ids = np.fromiter(map(lookup.__getitem__, tokens), np.int32, len(tokens))
+                    ids = ids[ids != _OUT_OF_VOCABULARY]
+                    ids.tofile(out)
+                    self.words += int(ids.size) - len(block)
+                    self.sentences += len(block)
+                    if on_block is not None:
+                        on_block(len(tokens) - len(block))
+        except OSError as exc:
+            self.close()
+            raise UsageError(f"cannot write temporary word-id file: {exc.strerror or exc}") from exc
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+    def jobs(self, job_words: int = DEFAULT_JOB_WORDS, skip_words: int = 0) -> Iterator[np.ndarray]:
+        """Yield id arrays of about ``job_words`` ids, each ending with a sentence end.
+
+        ``skip_words`` in-vocabulary words are skipped first (whole sentences), to resume
+        an interrupted epoch.
+        """
+        carry = np.empty(0, dtype=np.int32)
+        with open(self.path, "rb") as stream:
+            while True:
+                chunk = np.fromfile(stream, dtype=np.int32, count=job_words)
+                if chunk.size == 0:
+                    break
+                data = np.concatenate([carry, chunk]) if carry.size else chunk
+                ends = np.flatnonzero(data == SENTENCE_END)
+                if ends.size == 0:
+                    carry = data
+                    continue
+                job, carry = data[: ends[-1] + 1], data[ends[-1] + 1 :]
+                if skip_words > 0:
+                    job, skip_words = _skip(job, skip_words)
+                    if job.size == 0:
+                        continue
+                yield job
+
+
+def _skip(job: np.ndarray, words: int) -> tuple[np.ndarray, int]:
+    """Drop whole leading sentences of ``job`` holding up to ``words`` words."""
+    is_word = job >= 0
+    seen = np.cumsum(is_word)
+    ends = np.flatnonzero(job == SENTENCE_END)
+    done = ends[seen[ends] <= words]
+    if done.size == 0:
+        return job, words
+    cut = done[-1] + 1
+    return job[cut:], max(words - int(seen[done[-1]]), 0)
+
+
+def job_words(job: np.ndarray) -> int:
+    """In-vocabulary words in a job."""
+    return int(np.count_nonzero(job >= 0))
+
+
+@dataclass
+class WindowBatch:
+    """Every kept position of a job with its context words, padded to ``2 * window``."""
+
+    centres: Any  # (n,) word ids
+    contexts: Any  # (n, 2 * window) word ids, PADDING where absent
+
+
+def window_batch(
+    ops: Ops, job: np.ndarray, keep: Any, window: int, random: Any
+) -> WindowBatch:
+    """Subsample a job and build each position's randomly reduced window (as word2vec:
+    the half-width is ``window - b`` with b uniform in 0..window-1), on the backend.
+
+    ``job`` is a host array; it is copied to the backend in one transfer.
+    """
+    xp = ops.xp
+    ids = ops.asarray(job)
+    is_word = ids >= 0
+    sentence = xp.cumsum(~is_word)
+    word_ids = xp.where(is_word, ids, 0)
+    kept = is_word & (random.random_sample(ids.shape[0]) < keep[word_ids])
+    centres = ids[kept]
+    sentence = sentence[kept]
+    n = centres.shape[0]
+    half_width = window - random.randint(0, window, size=n)
+    contexts = xp.full((n, 2 * window), PADDING, dtype=np.int32)
+    column = 0
+    for offset in range(-window, window + 1):
+        if offset == 0:
+            continue
+        source = xp.arange(n) + offset
+        inside = (source >= 0) & (source < n)
+        source = xp.clip(source, 0, max(n - 1, 0))
+        valid = inside & (sentence[source] == sentence) & (abs(offset) <= half_width)
+        contexts[:, column] = xp.where(valid, centres[source], PADDING)
+        column += 1
+    has_context = (contexts != PADDING).any(axis=1)
+    return WindowBatch(centres[has_context], contexts[has_context])

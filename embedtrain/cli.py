@@ -1,0 +1,263 @@
+"""Command line: ``embedtrain train|eval|similar|analogy``.
+
+Every user-facing failure is one line on stderr and exit code 2; Ctrl-C during
+training saves the model so far and exits with 130.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from embedtrain.errors import UsageError
+from embedtrain.settings import DEVICES, MODELS, Settings
+
+SHIPPED_CORPUS = Path(__file__).resolve().parent.parent / "corpora" / "wordnet-glosses.txt.xz"
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+DEFAULTS = Settings()
+
+
+def _train_parser(commands) -> None:
+    from embedtrain.heads import HEADS
+
+    p = commands.add_parser(
+        "train",
+        help="train word vectors on a corpus",
+        description="Train word vectors. Defaults follow word2vec/gensim (d=100, window 5, "
+        "5 negatives, sample 1e-3, min_count 5, 5 epochs, lr 0.025 -> 0.0001).",
+    )
+    p.add_argument(
+        "corpus",
+        nargs="?",
+        default=None,
+        help="text file (.gz/.bz2/.xz read transparently), directory (all files, recursively), "
+        f"or - for stdin; one sentence per line (default: the shipped {SHIPPED_CORPUS.name})",
+    )
+    p.add_argument("-o", "--output", default="vectors.txt",
+                   help="word vectors: word2vec binary if it ends in .bin, word2vec text otherwise "
+                   "(default: vectors.txt)")
+    d = DEFAULTS
+    p.add_argument("--model", choices=MODELS, help=f"architecture (default: {d.model})")
+    p.add_argument("--head", help=f"output layer: {', '.join(HEADS)} (default: {d.head})")
+    p.add_argument("--dim", type=int, help=f"vector size (default: {d.dim})")
+    p.add_argument("--window", type=int, help=f"maximum context half-width; each position uses "
+                   f"a random width 1..window as word2vec (default: {d.window})")
+    p.add_argument("--negative", type=int, help=f"noise words per target for --head ns (default: {d.negative})")
+    p.add_argument("--ns-exponent", type=float, help=f"noise distribution count**x (default: {d.ns_exponent})")
+    p.add_argument("--min-count", type=int, help=f"ignore words seen fewer times (default: {d.min_count})")
+    p.add_argument("--max-vocab-size", type=int, help="prune rare words while counting to hold at most "
+                   "this many distinct words, as word2vec.c (default: no limit)")
+    p.add_argument("--max-final-vocab", type=int, help="keep at most this many most frequent words "
+                   "(default: no limit)")
+    p.add_argument("--sample", type=float, help=f"subsampling threshold for frequent words; 0 disables "
+                   f"(default: {d.sample})")
+    p.add_argument("--epochs", type=int, help=f"passes over the corpus (default: {d.epochs})")
+    p.add_argument("--lr", type=float, help=f"initial learning rate (default: {d.lr})")
+    p.add_argument("--min-lr", type=float, help=f"final learning rate, reached linearly (default: {d.min_lr})")
+    p.add_argument("--threads", type=int, help=f"worker threads on the CPU (default: {d.threads})")
+    p.add_argument("--seed", type=int, help=f"random seed; runs are reproducible with --threads 1 "
+                   f"(default: {d.seed})")
+    p.add_argument("--batch-size", type=int, help="examples per minibatch on the batched engine "
+                   "(GPU and exact heads); 0 picks the head's default (default: 0)")
+    p.add_argument("--epsilon", type=float, help=f"spherical softmax epsilon (default: {d.epsilon})")
+    p.add_argument("--exact", choices=("factored", "naive"),
+                   help="exact heads: factored O(d^2) update or the naive O(Dd) reference "
+                   f"(default: {d.exact})")
+    p.add_argument("--device", choices=DEVICES, default="auto",
+                   help="cpu, gpu (CuPy) or auto: the GPU when one works (default: auto)")
+    p.add_argument("--save-model", metavar="PATH", help="also save the full model (.npz), "
+                   "from which training can be resumed")
+    p.add_argument("--resume", metavar="PATH", help="continue training the model saved in PATH "
+                   "(its settings are kept; --epochs may extend the run)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    p.set_defaults(run=_run_train)
+
+
+def _settings_from(args: argparse.Namespace, base: Settings) -> Settings:
+    values = base.to_dict()
+    for name in values:
+        given = getattr(args, name, None)
+        if given is not None:
+            values[name] = given
+    return Settings.from_dict(values)
+
+
+def _say(args: argparse.Namespace, message: str) -> None:
+    if not args.quiet:
+        print(message, file=sys.stderr)
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from embedtrain.atomic import check_writable
+    from embedtrain.backend import select_ops
+    from embedtrain.heads import HEADS
+    from embedtrain.model import Model
+    from embedtrain.corpus import Corpus
+    from embedtrain.train import encode_corpus, scan_vocabulary, train
+
+    check_writable(args.output)
+    if args.save_model:
+        check_writable(args.save_model)
+    base = DEFAULTS
+    if args.resume:
+        base = _peek_settings(args.resume)
+    settings = _settings_from(args, base)
+    settings.validate(tuple(HEADS))
+    ops = select_ops(args.device, quiet=args.quiet)
+    corpus_path = args.corpus if args.corpus is not None else str(SHIPPED_CORPUS)
+    started = time.perf_counter()
+    with Corpus(corpus_path, settings.max_sentence_length) as corpus:
+        if args.resume:
+            model = Model.load(args.resume, ops)
+            model.settings = settings
+        else:
+            vocab = scan_vocabulary(corpus, settings, quiet=args.quiet)
+            model = Model(vocab, settings, ops)
+        encoded = encode_corpus(corpus, model.vocab, quiet=args.quiet)
+        try:
+            result = train(model, encoded, quiet=args.quiet)
+        finally:
+            encoded.close()
+        bad_bytes = corpus.bad_bytes
+    if bad_bytes:
+        print(f"embedtrain: warning: {bad_bytes:,} undecodable bytes in the corpus were replaced",
+              file=sys.stderr)
+    if result.interrupted:
+        path = args.save_model or f"{args.output}.partial.npz"
+        model.save(path)
+        print(f"embedtrain: interrupted; model so far saved to {path} "
+              f"(continue with: embedtrain train {corpus_path} --resume {path} -o {args.output})",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
+    from embedtrain.export import is_binary_path, save_word2vec
+
+    save_word2vec(args.output, model.vocab.words, model.host_vectors(), is_binary_path(args.output))
+    if args.save_model:
+        model.save(args.save_model)
+    elapsed = time.perf_counter() - started
+    _say(args, f"wrote {len(model.vocab):,} vectors of dimension {settings.dim} to {args.output} "
+         f"in {elapsed:.1f} s" + (f"; model saved to {args.save_model}" if args.save_model else ""))
+    return 0
+
+
+def _peek_settings(path: str) -> Settings:
+    from embedtrain.backend import Ops
+    from embedtrain.model import Model
+
+    return Model.load(path, Ops()).settings
+
+
+def _eval_parser(commands) -> None:
+    from embedtrain.evaluate import DEFAULT_RESTRICT_VOCAB
+
+    p = commands.add_parser(
+        "eval",
+        help="evaluate word vectors (analogies, word similarity)",
+        description="Evaluate with gensim's functions: Google analogies (questions-words.txt), "
+        "WordSim-353 and SimLex-999 Spearman (gensim's bundled data), plus any files given.",
+    )
+    p.add_argument("vectors", help="word2vec text file, or binary if it ends in .bin")
+    p.add_argument("--analogies", action="append", metavar="FILE",
+                   help="extra analogy questions in questions-words.txt format, evaluated "
+                   "after gensim's questions-words.txt (repeatable)")
+    p.add_argument("--similarity", action="append", metavar="FILE",
+                   help="extra word pairs with a human score, tab-separated, evaluated after "
+                   "gensim's wordsim353.tsv and simlex999.txt (repeatable)")
+    p.add_argument("--restrict-vocab", type=int, default=DEFAULT_RESTRICT_VOCAB,
+                   help=f"answer analogies among the N most frequent words (default: {DEFAULT_RESTRICT_VOCAB})")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(run=_run_eval)
+
+
+def _run_eval(args: argparse.Namespace) -> int:
+    from embedtrain.evaluate import (
+        default_analogies,
+        default_similarities,
+        evaluate,
+        format_table,
+        load_vectors,
+    )
+
+    if args.restrict_vocab <= 0:
+        raise UsageError("--restrict-vocab must be positive")
+    scores = evaluate(
+        load_vectors(args.vectors),
+        analogies=default_analogies() + (args.analogies or []),
+        similarities=default_similarities() + (args.similarity or []),
+        restrict_vocab=args.restrict_vocab,
+    )
+    print(json.dumps([s.as_dict() for s in scores], indent=2) if args.json else format_table(scores))
+    return 0
+
+
+def _neighbour_parsers(commands) -> None:
+    p = commands.add_parser("similar", help="nearest neighbours of a word",
+                            description="Print the words closest to WORD by cosine similarity.")
+    p.add_argument("vectors", help="word2vec text file, or binary if it ends in .bin")
+    p.add_argument("word")
+    p.add_argument("-n", type=int, default=10, help="how many neighbours (default: 10)")
+    p.set_defaults(run=_run_similar)
+    p = commands.add_parser("analogy", help="solve A is to B as C is to ?",
+                            description="Print the best answers to A:B :: C:? (3CosAdd: B - A + C).")
+    p.add_argument("vectors", help="word2vec text file, or binary if it ends in .bin")
+    p.add_argument("a")
+    p.add_argument("b")
+    p.add_argument("c")
+    p.add_argument("-n", type=int, default=10, help="how many answers (default: 10)")
+    p.set_defaults(run=_run_analogy)
+
+
+def _neighbours(args: argparse.Namespace, positive: list[str], negative: list[str]) -> int:
+    from embedtrain.evaluate import load_vectors
+
+    if args.n <= 0:
+        raise UsageError("-n must be positive")
+    vectors = load_vectors(args.vectors)
+    for word in positive + negative:
+        if word not in vectors.key_to_index:
+            raise UsageError(f"word {word!r} is not in the vocabulary of {args.vectors}")
+    for word, similarity in vectors.most_similar(positive=positive, negative=negative, topn=args.n):
+        print(f"{word}\t{similarity:.4f}")
+    return 0
+
+
+def _run_similar(args: argparse.Namespace) -> int:
+    return _neighbours(args, [args.word], [])
+
+
+def _run_analogy(args: argparse.Namespace) -> int:
+    return _neighbours(args, [args.b, args.c], [args.a])
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="embedtrain",
+        description="Train word embeddings (skip-gram/CBOW with negative sampling, hierarchical "
+        "softmax or exact full-vocabulary heads) and evaluate them.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _train_parser(commands)
+    _eval_parser(commands)
+    _neighbour_parsers(commands)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.run(args)
+    except UsageError as exc:
+        print(f"embedtrain: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("embedtrain: interrupted; nothing was written", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except MemoryError:
+        print("embedtrain: error: out of memory; try a larger --min-count or smaller --dim",
+              file=sys.stderr)
+        return EXIT_USAGE

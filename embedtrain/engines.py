@@ -1,0 +1,108 @@
+"""Engines: how one job of word ids becomes parameter updates.
+
+- :class:`CompiledEngine`: the Numba skip-gram/CBOW drivers with the head's compiled
+  per-example step; ``nogil``, so several threads train at once (Hogwild, as word2vec).
+- :class:`BatchedEngine`: minibatches on the array backend (NumPy or CuPy) through
+  :meth:`Head.batch_step`; the GPU path, the exact heads' path, and the CPU fallback.
+
+Both expose ``run_job(job, lr_start, lr_end, seed) -> (loss, examples)``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from embedtrain import kernels
+from embedtrain.batching import window_batch
+from embedtrain.heads.base import PADDING
+from embedtrain.model import Model
+
+
+class CompiledEngine:
+    """Per-example SGD in compiled kernels, one call per job."""
+
+    def __init__(self, model: Model, keep: np.ndarray) -> None:
+        compiled = model.head.compiled_step()
+        if compiled is None:
+            raise ValueError(f"head {model.head.name} has no compiled step")
+        self.step, self.state = compiled
+        self.model = model
+        self.keep = keep
+        self.driver = kernels.train_cbow if model.settings.model == "cbow" else kernels.train_skipgram
+        self.workers = model.settings.threads
+
+    def run_job(self, job: np.ndarray, lr_start: float, lr_end: float, seed: int) -> tuple[float, int]:
+        return self.driver(
+            self.step,
+            self.state,
+            self.model.vectors,
+            job,
+            self.keep,
+            self.model.settings.window,
+            lr_start,
+            lr_end,
+            kernels.seed_state(seed),
+        )
+
+
+class BatchedEngine:
+    """Minibatch SGD on the backend: skip-gram feeds each centre word's vector with all
+    its context words as one K-sparse target; CBOW feeds the mean context vector with the
+    centre word as target and adds the (unscaled) update to every context vector."""
+
+    workers = 1
+
+    def __init__(self, model: Model, keep: np.ndarray) -> None:
+        self.model = model
+        self.ops = model.ops
+        self.keep = self.ops.asarray(keep)
+        settings = model.settings
+        self.batch_size = settings.batch_size or model.head.default_batch_size
+        self.cbow = settings.model == "cbow"
+
+    def run_job(self, job: np.ndarray, lr_start: float, lr_end: float, seed: int) -> tuple[float, int]:
+        random = self.ops.random_state(seed)
+        batch = window_batch(self.ops, job, self.keep, self.model.settings.window, random)
+        n = int(batch.centres.shape[0])
+        loss = self.ops.xp.zeros((), dtype=np.float64)
+        examples = 0
+        for start in range(0, n, self.batch_size):
+            stop = min(start + self.batch_size, n)
+            lr = lr_start + (lr_end - lr_start) * start / max(n, 1)
+            centres = batch.centres[start:stop]
+            contexts = batch.contexts[start:stop]
+            if self.cbow:
+                batch_loss, pairs = self._cbow_step(centres, contexts, lr)
+            else:
+                batch_loss, pairs = self._skipgram_step(centres, contexts, lr)
+            loss = loss + batch_loss
+            examples += pairs
+        return float(loss), examples
+
+    def _skipgram_step(self, centres: Any, contexts: Any, lr: float) -> tuple[Any, int]:
+        vectors = self.model.vectors
+        loss, pairs, grad = self.model.head.batch_step(vectors[centres], contexts, lr)
+        self.ops.scatter_add(vectors, centres, -lr * grad)
+        return loss, pairs
+
+    def _cbow_step(self, centres: Any, contexts: Any, lr: float) -> tuple[Any, int]:
+        xp = self.ops.xp
+        vectors = self.model.vectors
+        present = contexts != PADDING
+        rows = xp.where(present, contexts, 0)
+        weights = present.astype(np.float32)
+        hidden = (vectors[rows] * weights[:, :, None]).sum(axis=1)
+        hidden /= weights.sum(axis=1, keepdims=True)
+        loss, pairs, grad = self.model.head.batch_step(hidden, centres[:, None], lr)
+        example, slot = xp.nonzero(present)
+        self.ops.scatter_add(vectors, contexts[example, slot], -lr * grad[example])
+        return loss, pairs
+
+
+def make_engine(model: Model, keep: np.ndarray) -> CompiledEngine | BatchedEngine:
+    """The compiled engine on the host when the head has a compiled step, else batched."""
+    if not model.ops.gpu_path and model.head.compiled_step() is not None:
+        return CompiledEngine(model, keep)
+    return BatchedEngine(model, keep)

@@ -1,0 +1,84 @@
+"""The head interface: the output layer that turns a hidden vector into a loss.
+
+As fastText's ``Loss`` subclasses, every head owns its output parameters and offers
+the same two entry points, so the trainer never knows which head it drives:
+
+- :meth:`Head.batch_step`: one exact minibatch SGD step on the array backend
+  (NumPy or CuPy) for ``m`` hidden vectors and their padded targets;
+- :meth:`Head.compiled_step`: optionally, a Numba per-example step and its state
+  for the compiled CPU drivers of :mod:`embedtrain.kernels`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import numpy as np
+
+from embedtrain.backend import Ops
+from embedtrain.settings import Settings
+from embedtrain.vocab import Vocabulary
+
+PADDING = -1  # marks an empty slot in a padded target matrix
+
+
+class Head(ABC):
+    """An output layer over the vocabulary.
+
+    ``targets`` in :meth:`batch_step` is an ``(m, K)`` integer matrix: row ``j`` lists
+    the words example ``j`` must predict (skip-gram: all context words of one centre
+    word; CBOW: K = 1), ``PADDING`` where there are fewer; repeated words count twice.
+    """
+
+    name: ClassVar[str]
+    #: Examples per minibatch on the batched engine when ``--batch-size`` is 0.
+    default_batch_size: ClassVar[int] = 1024
+
+    def __init__(self, vocab: Vocabulary, settings: Settings, ops: Ops, seed: int) -> None:
+        self.vocab_size = len(vocab)
+        self.dim = settings.dim
+        self.ops = ops
+
+    @abstractmethod
+    def batch_step(self, hidden: Any, targets: Any, lr: float) -> tuple[Any, int, Any]:
+        """Apply one SGD step to the output parameters for the summed loss of the batch.
+
+        Returns ``(loss, pairs, grad_hidden)``: the summed loss before the step (a float64
+        backend scalar, so a GPU is not synchronised per step), the
+        number of (example, target) pairs, and dL/d``hidden`` (``(m, d)``), computed
+        with the parameters as they were before the step.
+        """
+
+    def compiled_step(self) -> tuple[Callable, tuple] | None:
+        """A Numba per-example step and its state tuple, or None if the head has none."""
+        return None
+
+    @abstractmethod
+    def parameters(self) -> dict[str, np.ndarray]:
+        """Learned parameters as host arrays, for saving."""
+
+    @abstractmethod
+    def load_parameters(self, arrays: dict[str, np.ndarray]) -> None:
+        """Restore what :meth:`parameters` returned."""
+
+    def output_vectors(self) -> np.ndarray | None:
+        """One output vector per word (host array), or None when the head has none."""
+        return None
+
+    def check_finite(self) -> bool:
+        """Whether every learned parameter is finite."""
+        return all(bool(np.isfinite(a).all()) for a in self.parameters().values())
+
+
+def logistic_loss_and_gradient(ops: Ops, scores: Any, labels: Any) -> tuple[Any, Any]:
+    """Per-element binary logistic loss and dL/dscore, float64-exact in form.
+
+    loss = softplus(-f) for label 1 and softplus(f) for label 0; dL/df = sigmoid(f) - label.
+    """
+    xp = ops.xp
+    signed = xp.where(labels > 0.5, -scores, scores)
+    loss = xp.logaddexp(0.0, signed)
+    grad = 1.0 / (1.0 + xp.exp(-scores)) - labels
+    return loss, grad

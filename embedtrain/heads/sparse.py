@@ -1,0 +1,124 @@
+"""Heads made of binary logistic units over a few output rows per target word:
+negative sampling and hierarchical softmax (word2vec's two output layers)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from embedtrain import kernels
+from embedtrain.backend import Ops
+from embedtrain.heads.base import PADDING, Head, logistic_loss_and_gradient
+from embedtrain.settings import Settings
+from embedtrain.vocab import Vocabulary, alias_table, huffman_tree
+
+
+class LogisticUnitsHead(Head):
+    """Shared batched step: each target word selects rows of ``output``, each row a
+    logistic unit with a 0/1 label; output rows start at zero, as in word2vec."""
+
+    def __init__(self, vocab: Vocabulary, settings: Settings, ops: Ops, seed: int) -> None:
+        super().__init__(vocab, settings, ops, seed)
+        self.output = ops.xp.zeros((self._output_rows(vocab), settings.dim), dtype=np.float32)
+        self.random = ops.random_state(seed)
+
+    def _output_rows(self, vocab: Vocabulary) -> int:
+        return len(vocab)
+
+    def _units(self, words: Any) -> tuple[Any, Any, Any]:
+        """Rows, labels and a 0/1 mask (all ``(P, R)``) for the target words ``(P,)``."""
+        raise NotImplementedError
+
+    def batch_step(self, hidden: Any, targets: Any, lr: float) -> tuple[Any, int, Any]:
+        xp = self.ops.xp
+        example, slot = xp.nonzero(targets != PADDING)
+        words = targets[example, slot]
+        rows, labels, mask = self._units(words)
+        pair_hidden = hidden[example]
+        weights = self.output[rows]
+        scores = xp.matmul(weights, pair_hidden[:, :, None])[:, :, 0]
+        loss, grad_scores = logistic_loss_and_gradient(self.ops, scores, labels)
+        grad_scores = grad_scores * mask
+        grad_pairs = xp.matmul(grad_scores[:, None, :], weights)[:, 0, :]
+        grad_hidden = xp.zeros_like(hidden)
+        self.ops.scatter_add(grad_hidden, example, grad_pairs)
+        update = (-lr * grad_scores)[:, :, None] * pair_hidden[:, None, :]
+        self.ops.scatter_add(self.output, rows.ravel(), update.reshape(-1, self.dim))
+        return (loss * mask).sum(dtype=np.float64), int(words.shape[0]), grad_hidden
+
+    def parameters(self) -> dict[str, np.ndarray]:
+        return {"output": self.ops.to_host(self.output)}
+
+    def load_parameters(self, arrays: dict[str, np.ndarray]) -> None:
+        self.output = self.ops.asarray(arrays["output"], dtype=np.float32)
+
+
+class NegativeSampling(LogisticUnitsHead):
+    """Negative sampling: the target is a positive unit, ``negative`` noise words drawn
+    from count**ns_exponent are negative units (a draw equal to the target is skipped)."""
+
+    name = "ns"
+    default_batch_size = 1024
+
+    def __init__(self, vocab: Vocabulary, settings: Settings, ops: Ops, seed: int) -> None:
+        super().__init__(vocab, settings, ops, seed)
+        table = alias_table(vocab.noise_distribution(settings.ns_exponent))
+        self.negative = settings.negative
+        self._alias_probability = table.probability
+        self._alias_index = table.alias
+        self._device_probability = ops.asarray(table.probability)
+        self._device_alias = ops.asarray(table.alias)
+
+    def draw_noise(self, shape: tuple[int, ...]) -> Any:
+        """Noise words drawn from the alias table on the backend."""
+        xp = self.ops.xp
+        scaled = self.random.random_sample(shape) * self.vocab_size
+        bucket = xp.minimum(scaled.astype(np.int64), self.vocab_size - 1)
+        keep = (scaled - bucket) < self._device_probability[bucket]
+        return xp.where(keep, bucket, self._device_alias[bucket])
+
+    def _units(self, words: Any) -> tuple[Any, Any, Any]:
+        xp = self.ops.xp
+        noise = self.draw_noise((words.shape[0], self.negative))
+        rows = xp.concatenate([words[:, None].astype(np.int64), noise.astype(np.int64)], axis=1)
+        labels = xp.zeros(rows.shape, dtype=np.float32)
+        labels[:, 0] = 1.0
+        mask = xp.ones(rows.shape, dtype=np.float32)
+        mask[:, 1:] = noise != words[:, None]
+        return rows, labels, mask
+
+    def compiled_step(self) -> tuple[Callable, tuple]:
+        state = (self.output, self._alias_probability, self._alias_index, self.negative)
+        return kernels.negative_sampling_step, state
+
+
+class HierarchicalSoftmax(LogisticUnitsHead):
+    """Hierarchical softmax over word2vec's Huffman tree: one unit per inner node on the
+    target's path, labelled 1 - code bit."""
+
+    name = "hs"
+    default_batch_size = 512
+
+    def __init__(self, vocab: Vocabulary, settings: Settings, ops: Ops, seed: int) -> None:
+        self.tree = huffman_tree(vocab.counts)
+        super().__init__(vocab, settings, ops, seed)
+        self._codes = ops.asarray(self.tree.codes)
+        self._points = ops.asarray(self.tree.points.astype(np.int64))
+        self._lengths = ops.asarray(self.tree.lengths)
+
+    def _output_rows(self, vocab: Vocabulary) -> int:
+        return self.tree.inner_nodes
+
+    def _units(self, words: Any) -> tuple[Any, Any, Any]:
+        xp = self.ops.xp
+        rows = self._points[words]
+        labels = 1.0 - self._codes[words].astype(np.float32)
+        width = rows.shape[1]
+        mask = (xp.arange(width)[None, :] < self._lengths[words][:, None]).astype(np.float32)
+        return rows, labels, mask
+
+    def compiled_step(self) -> tuple[Callable, tuple]:
+        state = (self.output, self.tree.codes, self.tree.points, self.tree.lengths)
+        return kernels.hierarchical_softmax_step, state

@@ -1,0 +1,216 @@
+"""The training loop: epochs, the learning-rate schedule, worker threads, progress,
+divergence and Ctrl-C. It drives an engine and never knows which head is inside."""
+
+from __future__ import annotations
+
+import math
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+
+from tqdm import tqdm
+
+from embedtrain.batching import EncodedCorpus, job_words
+from embedtrain.corpus import Corpus
+from embedtrain.engines import make_engine
+from embedtrain.errors import TrainingDiverged, UsageError
+from embedtrain.model import Model
+from embedtrain.settings import Settings
+from embedtrain.vocab import Vocabulary, build_vocabulary
+
+
+@dataclass
+class EpochReport:
+    epoch: int
+    loss: float  # float64 sum over the epoch's examples
+    examples: int
+    words: int
+    seconds: float
+
+    @property
+    def mean_loss(self) -> float:
+        return self.loss / max(self.examples, 1)
+
+
+@dataclass
+class TrainingResult:
+    epochs: list[EpochReport] = field(default_factory=list)
+    interrupted: bool = False
+
+
+def scan_vocabulary(corpus: Corpus, settings: Settings, quiet: bool = False) -> Vocabulary:
+    """Count the corpus once and build the vocabulary; an empty result is a usage error."""
+    with tqdm(desc="vocabulary", unit="word", unit_scale=True, disable=quiet) as bar:
+
+        def blocks():
+            for block in corpus.sentence_blocks():
+                bar.update(sum(map(len, block)))
+                yield block
+
+        vocab = build_vocabulary(
+            blocks(), settings.min_count, settings.max_vocab_size, settings.max_final_vocab
+        )
+    if vocab.total_words == 0:
+        raise UsageError(f"corpus {corpus.name} is empty")
+    if len(vocab) == 0:
+        raise UsageError(
+            f"vocabulary is empty: no word of {corpus.name} occurs {settings.min_count} times "
+            "or more (lower --min-count)"
+        )
+    if not quiet:
+        tqdm.write(
+            f"vocabulary: {len(vocab):,} words (min count {settings.min_count}) from "
+            f"{vocab.total_words:,} tokens, {vocab.retained_words:,} kept"
+        )
+    return vocab
+
+
+def encode_corpus(corpus: Corpus, vocab: Vocabulary, quiet: bool = False) -> EncodedCorpus:
+    """Write the corpus as word ids to a temporary file (one tokenising pass)."""
+    with tqdm(desc="encoding", unit="word", unit_scale=True, disable=quiet) as bar:
+        encoded = EncodedCorpus(corpus, vocab, on_block=bar.update)
+    if encoded.words == 0:
+        encoded.close()
+        raise UsageError(f"corpus {corpus.name} has no words of the model's vocabulary")
+    return encoded
+
+
+def learning_rate(settings_lr: float, min_lr: float, progress: float) -> float:
+    """Linear decay from ``lr`` to ``min_lr`` over the whole run (word2vec, gensim)."""
+    return settings_lr - (settings_lr - min_lr) * min(max(progress, 0.0), 1.0)
+
+
+class _JobSource:
+    """Hands out jobs with their learning rates and seeds; shared by the worker threads."""
+
+    def __init__(self, model: Model, encoded: EncodedCorpus, epoch: int, skip: int) -> None:
+        self.settings = model.settings
+        self.jobs = encoded.jobs(skip_words=skip)
+        self.total = encoded.words * self.settings.epochs
+        self.position = epoch * encoded.words + skip
+        self.epoch = epoch
+        self.counter = 0
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+
+    def next(self) -> tuple | None:
+        with self.lock:
+            if self.stop.is_set():
+                return None
+            job = next(self.jobs, None)
+            if job is None:
+                return None
+            words = job_words(job)
+            s = self.settings
+            lr_start = learning_rate(s.lr, s.min_lr, self.position / self.total)
+            lr_end = learning_rate(s.lr, s.min_lr, (self.position + words) / self.total)
+            self.position += words
+            self.counter += 1
+            seed = (s.seed * 1_000_003 + self.epoch) * 1_000_003 + self.counter
+            return job, words, lr_start, lr_end, seed
+
+
+def train(model: Model, encoded: EncodedCorpus, quiet: bool = False) -> TrainingResult:
+    """Train ``model`` from where it stands (``model.words_done``) to the last epoch.
+
+    Ctrl-C stops after the jobs in flight and returns with ``interrupted`` set; a
+    non-finite loss or parameter raises :class:`TrainingDiverged`.
+    """
+    settings = model.settings
+    keep = model.vocab.keep_probabilities(settings.sample)
+    engine = make_engine(model, keep)
+    epoch_words = encoded.words
+    result = TrainingResult()
+    total = epoch_words * settings.epochs
+    with tqdm(
+        total=total,
+        initial=min(model.words_done, total),
+        unit="word",
+        unit_scale=True,
+        disable=quiet,
+        smoothing=0.1,
+        dynamic_ncols=True,
+    ) as bar:
+        while model.words_done < total:
+            epoch, skip = divmod(model.words_done, epoch_words)
+            bar.set_description(f"epoch {epoch + 1}/{settings.epochs}")
+            report, interrupted = _run_epoch(model, engine, encoded, epoch, skip, bar)
+            result.epochs.append(report)
+            if not quiet:
+                bar.write(
+                    f"epoch {epoch + 1}/{settings.epochs}: loss {report.mean_loss:.4f} per "
+                    f"example over {report.examples:,} examples, "
+                    f"{report.words / max(report.seconds, 1e-9):,.0f} words/s"
+                )
+            if interrupted:
+                result.interrupted = True
+                break
+            if not model.head.check_finite() or not _finite(model):
+                raise TrainingDiverged(
+                    f"training diverged in epoch {epoch + 1} (non-finite parameters); "
+                    "try a smaller --lr"
+                )
+    return result
+
+
+def _finite(model: Model) -> bool:
+    return bool(model.ops.xp.isfinite(model.vectors).all())
+
+
+def _run_epoch(model, engine, encoded, epoch: int, skip: int, bar: tqdm) -> tuple[EpochReport, bool]:
+    source = _JobSource(model, encoded, epoch, skip)
+    results: queue.Queue = queue.Queue()
+
+    def work() -> None:
+        try:
+            while (item := source.next()) is not None:
+                job, words, lr_start, lr_end, seed = item
+                loss, examples = engine.run_job(job, lr_start, lr_end, seed)
+                results.put((words, loss, examples, lr_end))
+        except BaseException as exc:  # reported to the main thread, which re-raises
+            results.put(exc)
+        finally:
+            results.put(None)
+
+    workers = [threading.Thread(target=work, daemon=True) for _ in range(engine.workers)]
+    started = time.perf_counter()
+    for worker in workers:
+        worker.start()
+    report = EpochReport(epoch + 1, 0.0, 0, 0, 0.0)
+    running = len(workers)
+    interrupted = False
+    failure: BaseException | None = None
+    while running:
+        try:
+            item = results.get(timeout=0.2)
+        except queue.Empty:
+            continue
+        except KeyboardInterrupt:
+            interrupted = True
+            source.stop.set()
+            continue
+        if item is None:
+            running -= 1
+            continue
+        if isinstance(item, BaseException):
+            failure = failure or item
+            source.stop.set()
+            continue
+        words, loss, examples, lr = item
+        if not math.isfinite(loss):
+            failure = failure or TrainingDiverged(
+                f"training diverged in epoch {epoch + 1} (loss became {loss}); try a smaller --lr"
+            )
+            source.stop.set()
+            continue
+        model.words_done += words
+        report.words += words
+        report.loss += loss
+        report.examples += examples
+        bar.update(words)
+        bar.set_postfix(lr=f"{lr:.5f}", loss=f"{report.mean_loss:.4f}", refresh=False)
+    report.seconds = time.perf_counter() - started
+    if failure is not None:
+        raise failure
+    return report, interrupted

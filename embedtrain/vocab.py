@@ -1,0 +1,210 @@
+"""Vocabulary: one streaming counting pass, word2vec-style pruning, and the tables
+the heads need (subsampling keep probabilities, noise distribution, Huffman codes).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+from numba import njit
+
+from embedtrain.errors import UsageError
+
+
+@dataclass
+class Vocabulary:
+    """Words sorted by decreasing count (ties by the word), with their counts.
+
+    ``total_words`` counts every token of the corpus, in the vocabulary or not;
+    ``retained_words`` only those kept.
+    """
+
+    words: list[str]
+    counts: np.ndarray
+    total_words: int
+
+    def __post_init__(self) -> None:
+        self.index = {word: i for i, word in enumerate(self.words)}
+
+    def __len__(self) -> int:
+        return len(self.words)
+
+    @property
+    def retained_words(self) -> int:
+        return int(self.counts.sum())
+
+    def keep_probabilities(self, sample: float) -> np.ndarray:
+        """Probability of keeping each occurrence of a word (word2vec/gensim formula).
+
+        With t = sample * retained words (or ``sample`` itself when >= 1, as gensim),
+        a word of count c is kept with probability (sqrt(c/t) + 1) * t / c, capped at 1.
+        ``sample == 0`` disables subsampling.
+        """
+        counts = self.counts.astype(np.float64)
+        if sample <= 0:
+            return np.ones(len(self), dtype=np.float32)
+        threshold = sample if sample >= 1 else sample * counts.sum()
+        keep = (np.sqrt(counts / threshold) + 1.0) * threshold / counts
+        return np.minimum(keep, 1.0).astype(np.float32)
+
+    def noise_distribution(self, exponent: float) -> np.ndarray:
+        """Negative-sampling distribution proportional to count**exponent (float64)."""
+        weights = self.counts.astype(np.float64) ** exponent
+        return weights / weights.sum()
+
+
+def build_vocabulary(
+    sentence_blocks: Iterable[list[list[str]]],
+    min_count: int = 5,
+    max_vocab_size: int | None = None,
+    max_final_vocab: int | None = None,
+) -> Vocabulary:
+    """Count words in one pass and keep those seen at least ``min_count`` times.
+
+    ``max_vocab_size`` bounds the number of distinct words held while counting: when it
+    is exceeded, words with count <= ``min_reduce`` are dropped and ``min_reduce`` grows,
+    as word2vec.c's ReduceVocab and gensim's prune_vocab do. ``max_final_vocab`` then
+    keeps at most that many of the most frequent words.
+    """
+    if min_count < 1:
+        raise UsageError("min_count must be at least 1")
+    if max_vocab_size is not None and max_vocab_size < 1:
+        raise UsageError("max_vocab_size must be at least 1")
+    if max_final_vocab is not None and max_final_vocab < 1:
+        raise UsageError("max_final_vocab must be at least 1")
+    counts: Counter[str] = Counter()
+    total = 0
+    min_reduce = 1
+    for block in sentence_blocks:
+        for sentence in block:
+            counts.update(sentence)
+            total += len(sentence)
+        if max_vocab_size is not None and len(counts) > max_vocab_size:
+            counts = Counter({w: c for w, c in counts.items() if c > min_reduce})
+            min_reduce += 1
+    kept = sorted(
+        ((w, c) for w, c in counts.items() if c >= min_count), key=lambda wc: (-wc[1], wc[0])
+    )
+    if max_final_vocab is not None:
+        kept = kept[:max_final_vocab]
+    words = [w for w, _ in kept]
+    return Vocabulary(words, np.array([c for _, c in kept], dtype=np.int64), total)
+
+
+@dataclass
+class AliasTable:
+    """Walker/Vose alias table: O(1) draws from a discrete distribution."""
+
+    probability: np.ndarray  # float32, chance of keeping the bucket's own index
+    alias: np.ndarray  # int32, the index drawn otherwise
+
+
+def alias_table(distribution: np.ndarray) -> AliasTable:
+    """Build an alias table for ``distribution`` (non-negative, summing to 1)."""
+    probability, alias = _vose(np.asarray(distribution, dtype=np.float64))
+    return AliasTable(probability.astype(np.float32), alias)
+
+
+@njit(cache=True)
+def _vose(distribution: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    n = distribution.shape[0]
+    scaled = distribution * n
+    probability = np.ones(n, dtype=np.float64)
+    alias = np.arange(n).astype(np.int32)
+    small = np.empty(n, dtype=np.int64)
+    large = np.empty(n, dtype=np.int64)
+    n_small = 0
+    n_large = 0
+    for i in range(n):
+        if scaled[i] < 1.0:
+            small[n_small] = i
+            n_small += 1
+        else:
+            large[n_large] = i
+            n_large += 1
+    while n_small > 0 and n_large > 0:
+        n_small -= 1
+        s = small[n_small]
+        g = large[n_large - 1]
+        probability[s] = scaled[s]
+        alias[s] = g
+        scaled[g] = scaled[g] + scaled[s] - 1.0
+        if scaled[g] < 1.0:
+            n_large -= 1
+            small[n_small] = g
+            n_small += 1
+    return probability, alias
+
+
+@dataclass
+class HuffmanTree:
+    """Per-word paths in word2vec's Huffman tree, padded to the longest code.
+
+    ``codes[w, :lengths[w]]`` are the branch bits from the root to word ``w`` and
+    ``points[w, :lengths[w]]`` the inner nodes (rows of the HS output matrix) on the way.
+    """
+
+    codes: np.ndarray  # uint8, (V, max_length)
+    points: np.ndarray  # int32, (V, max_length)
+    lengths: np.ndarray  # int32, (V,)
+
+    @property
+    def inner_nodes(self) -> int:
+        return max(len(self.lengths) - 1, 1)
+
+
+def huffman_tree(counts: np.ndarray) -> HuffmanTree:
+    """Build the Huffman tree of word2vec.c (counts must be sorted, decreasing)."""
+    codes, points, lengths = _huffman(np.asarray(counts, dtype=np.int64))
+    width = max(int(lengths.max()), 1)
+    return HuffmanTree(codes[:, :width].copy(), points[:, :width].copy(), lengths)
+
+
+@njit(cache=True)
+def _huffman(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    n = counts.shape[0]
+    max_code = 64
+    codes = np.zeros((n, max_code), dtype=np.uint8)
+    points = np.zeros((n, max_code), dtype=np.int32)
+    lengths = np.zeros(n, dtype=np.int32)
+    if n < 2:
+        return codes, points, lengths
+    count = np.empty(2 * n, dtype=np.int64)
+    count[:n] = counts
+    count[n:] = np.iinfo(np.int64).max
+    binary = np.zeros(2 * n, dtype=np.uint8)
+    parent = np.zeros(2 * n, dtype=np.int64)
+    pos1 = n - 1
+    pos2 = n
+    for a in range(n - 1):
+        picks = np.empty(2, dtype=np.int64)
+        for k in range(2):
+            if pos1 >= 0 and count[pos1] < count[pos2]:
+                picks[k] = pos1
+                pos1 -= 1
+            else:
+                picks[k] = pos2
+                pos2 += 1
+        count[n + a] = count[picks[0]] + count[picks[1]]
+        parent[picks[0]] = n + a
+        parent[picks[1]] = n + a
+        binary[picks[1]] = 1
+    root = 2 * n - 2
+    path_codes = np.empty(max_code, dtype=np.uint8)
+    path_points = np.empty(max_code, dtype=np.int64)
+    for w in range(n):
+        length = 0
+        node = w
+        while node != root:
+            path_codes[length] = binary[node]
+            path_points[length] = parent[node] - n
+            length += 1
+            node = parent[node]
+        lengths[w] = length
+        for i in range(length):
+            codes[w, i] = path_codes[length - 1 - i]
+            points[w, i] = path_points[length - 1 - i]
+    return codes, points, lengths
