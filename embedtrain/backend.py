@@ -90,7 +90,9 @@ def gpu_ops() -> Ops:
     try:
         import cupy
     except ImportError as exc:
-        raise GpuUnavailable(f"--device gpu needs CuPy, which is not installed: {GPU_INSTALL_HINT}") from exc
+        raise GpuUnavailable(
+            f"--device gpu needs CuPy, which is not installed: {GPU_INSTALL_HINT}"
+        ) from exc
     try:
         if cupy.cuda.runtime.getDeviceCount() < 1:
             raise GpuUnavailable("--device gpu: CuPy is installed but finds no CUDA device")

@@ -127,9 +127,7 @@ class WindowBatch:
     contexts: Any  # (n, 2 * window) word ids, PADDING where absent
 
 
-def window_batch(
-    ops: Ops, job: np.ndarray, keep: Any, window: int, random: Any
-) -> WindowBatch:
+def window_batch(ops: Ops, job: np.ndarray, keep: Any, window: int, random: Any) -> WindowBatch:
     """Subsample a job and build each position's randomly reduced window (as word2vec:
     the half-width is ``window - b`` with b uniform in 0..window-1), on the backend.
 

@@ -37,42 +37,91 @@ def _train_parser(commands) -> None:
         help="text file (.gz/.bz2/.xz read transparently), directory (all files, recursively), "
         f"or - for stdin; one sentence per line (default: the shipped {SHIPPED_CORPUS.name})",
     )
-    p.add_argument("-o", "--output", default="vectors.txt",
-                   help="word vectors: word2vec binary if it ends in .bin, word2vec text otherwise "
-                   "(default: vectors.txt)")
+    p.add_argument(
+        "-o",
+        "--output",
+        default="vectors.txt",
+        help="word vectors: word2vec binary if it ends in .bin, word2vec text otherwise "
+        "(default: vectors.txt)",
+    )
     d = DEFAULTS
     p.add_argument("--model", choices=MODELS, help=f"architecture (default: {d.model})")
     p.add_argument("--head", help=f"output layer: {', '.join(HEADS)} (default: {d.head})")
     p.add_argument("--dim", type=int, help=f"vector size (default: {d.dim})")
-    p.add_argument("--window", type=int, help=f"maximum context half-width; each position uses "
-                   f"a random width 1..window as word2vec (default: {d.window})")
-    p.add_argument("--negative", type=int, help=f"noise words per target for --head ns (default: {d.negative})")
-    p.add_argument("--ns-exponent", type=float, help=f"noise distribution count**x (default: {d.ns_exponent})")
-    p.add_argument("--min-count", type=int, help=f"ignore words seen fewer times (default: {d.min_count})")
-    p.add_argument("--max-vocab-size", type=int, help="prune rare words while counting to hold at most "
-                   "this many distinct words, as word2vec.c (default: no limit)")
-    p.add_argument("--max-final-vocab", type=int, help="keep at most this many most frequent words "
-                   "(default: no limit)")
-    p.add_argument("--sample", type=float, help=f"subsampling threshold for frequent words; 0 disables "
-                   f"(default: {d.sample})")
+    p.add_argument(
+        "--window",
+        type=int,
+        help=f"maximum context half-width; each position uses "
+        f"a random width 1..window as word2vec (default: {d.window})",
+    )
+    p.add_argument(
+        "--negative", type=int, help=f"noise words per target for --head ns (default: {d.negative})"
+    )
+    p.add_argument(
+        "--ns-exponent", type=float, help=f"noise distribution count**x (default: {d.ns_exponent})"
+    )
+    p.add_argument(
+        "--min-count", type=int, help=f"ignore words seen fewer times (default: {d.min_count})"
+    )
+    p.add_argument(
+        "--max-vocab-size",
+        type=int,
+        help="prune rare words while counting to hold at most "
+        "this many distinct words, as word2vec.c (default: no limit)",
+    )
+    p.add_argument(
+        "--max-final-vocab",
+        type=int,
+        help="keep at most this many most frequent words (default: no limit)",
+    )
+    p.add_argument(
+        "--sample",
+        type=float,
+        help=f"subsampling threshold for frequent words; 0 disables (default: {d.sample})",
+    )
     p.add_argument("--epochs", type=int, help=f"passes over the corpus (default: {d.epochs})")
     p.add_argument("--lr", type=float, help=f"initial learning rate (default: {d.lr})")
-    p.add_argument("--min-lr", type=float, help=f"final learning rate, reached linearly (default: {d.min_lr})")
+    p.add_argument(
+        "--min-lr", type=float, help=f"final learning rate, reached linearly (default: {d.min_lr})"
+    )
     p.add_argument("--threads", type=int, help=f"worker threads on the CPU (default: {d.threads})")
-    p.add_argument("--seed", type=int, help=f"random seed; runs are reproducible with --threads 1 "
-                   f"(default: {d.seed})")
-    p.add_argument("--batch-size", type=int, help="examples per minibatch on the batched engine "
-                   "(GPU and exact heads); 0 picks the head's default (default: 0)")
-    p.add_argument("--epsilon", type=float, help=f"spherical softmax epsilon (default: {d.epsilon})")
-    p.add_argument("--exact", choices=("factored", "naive"),
-                   help="exact heads: factored O(d^2) update or the naive O(Dd) reference "
-                   f"(default: {d.exact})")
-    p.add_argument("--device", choices=DEVICES, default="auto",
-                   help="cpu, gpu (CuPy) or auto: the GPU when one works (default: auto)")
-    p.add_argument("--save-model", metavar="PATH", help="also save the full model (.npz), "
-                   "from which training can be resumed")
-    p.add_argument("--resume", metavar="PATH", help="continue training the model saved in PATH "
-                   "(its settings are kept; --epochs may extend the run)")
+    p.add_argument(
+        "--seed",
+        type=int,
+        help=f"random seed; runs are reproducible with --threads 1 (default: {d.seed})",
+    )
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        help="examples per minibatch on the batched engine "
+        "(GPU and exact heads); 0 picks the head's default (default: 0)",
+    )
+    p.add_argument(
+        "--epsilon", type=float, help=f"spherical softmax epsilon (default: {d.epsilon})"
+    )
+    p.add_argument(
+        "--exact",
+        choices=("factored", "naive"),
+        help="exact heads: factored O(d^2) update or the naive O(Dd) reference "
+        f"(default: {d.exact})",
+    )
+    p.add_argument(
+        "--device",
+        choices=DEVICES,
+        default="auto",
+        help="cpu, gpu (CuPy) or auto: the GPU when one works (default: auto)",
+    )
+    p.add_argument(
+        "--save-model",
+        metavar="PATH",
+        help="also save the full model (.npz), from which training can be resumed",
+    )
+    p.add_argument(
+        "--resume",
+        metavar="PATH",
+        help="continue training the model saved in PATH "
+        "(its settings are kept; --epochs may extend the run)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     p.set_defaults(run=_run_train)
 
@@ -94,28 +143,31 @@ def _say(args: argparse.Namespace, message: str) -> None:
 def _run_train(args: argparse.Namespace) -> int:
     from embedtrain.atomic import check_writable
     from embedtrain.backend import select_ops
+    from embedtrain.corpus import Corpus
     from embedtrain.heads import HEADS
     from embedtrain.model import Model
-    from embedtrain.corpus import Corpus
     from embedtrain.train import encode_corpus, scan_vocabulary, train
 
     check_writable(args.output)
     if args.save_model:
         check_writable(args.save_model)
-    base = DEFAULTS
     if args.resume:
-        base = _peek_settings(args.resume)
-    settings = _settings_from(args, base)
+        # A resumed run keeps its saved settings; only its length and threads may change.
+        settings = _peek_settings(args.resume)
+        settings.epochs = args.epochs or settings.epochs
+        settings.threads = args.threads or settings.threads
+    else:
+        settings = _settings_from(args, DEFAULTS)
     settings.validate(tuple(HEADS))
-    ops = select_ops(args.device, quiet=args.quiet)
     corpus_path = args.corpus if args.corpus is not None else str(SHIPPED_CORPUS)
     started = time.perf_counter()
     with Corpus(corpus_path, settings.max_sentence_length) as corpus:
+        vocab = None if args.resume else scan_vocabulary(corpus, settings, quiet=args.quiet)
+        ops = select_ops(args.device, quiet=args.quiet)
         if args.resume:
             model = Model.load(args.resume, ops)
             model.settings = settings
         else:
-            vocab = scan_vocabulary(corpus, settings, quiet=args.quiet)
             model = Model(vocab, settings, ops)
         encoded = encode_corpus(corpus, model.vocab, quiet=args.quiet)
         try:
@@ -124,14 +176,18 @@ def _run_train(args: argparse.Namespace) -> int:
             encoded.close()
         bad_bytes = corpus.bad_bytes
     if bad_bytes:
-        print(f"embedtrain: warning: {bad_bytes:,} undecodable bytes in the corpus were replaced",
-              file=sys.stderr)
+        print(
+            f"embedtrain: warning: {bad_bytes:,} undecodable bytes in the corpus were replaced",
+            file=sys.stderr,
+        )
     if result.interrupted:
         path = args.save_model or f"{args.output}.partial.npz"
         model.save(path)
-        print(f"embedtrain: interrupted; model so far saved to {path} "
-              f"(continue with: embedtrain train {corpus_path} --resume {path} -o {args.output})",
-              file=sys.stderr)
+        print(
+            f"embedtrain: interrupted; model so far saved to {path} "
+            f"(continue with: embedtrain train {corpus_path} --resume {path} -o {args.output})",
+            file=sys.stderr,
+        )
         return EXIT_INTERRUPTED
     from embedtrain.export import is_binary_path, save_word2vec
 
@@ -139,8 +195,11 @@ def _run_train(args: argparse.Namespace) -> int:
     if args.save_model:
         model.save(args.save_model)
     elapsed = time.perf_counter() - started
-    _say(args, f"wrote {len(model.vocab):,} vectors of dimension {settings.dim} to {args.output} "
-         f"in {elapsed:.1f} s" + (f"; model saved to {args.save_model}" if args.save_model else ""))
+    _say(
+        args,
+        f"wrote {len(model.vocab):,} vectors of dimension {settings.dim} to {args.output} "
+        f"in {elapsed:.1f} s" + (f"; model saved to {args.save_model}" if args.save_model else ""),
+    )
     return 0
 
 
@@ -161,14 +220,26 @@ def _eval_parser(commands) -> None:
         "WordSim-353 and SimLex-999 Spearman (gensim's bundled data), plus any files given.",
     )
     p.add_argument("vectors", help="word2vec text file, or binary if it ends in .bin")
-    p.add_argument("--analogies", action="append", metavar="FILE",
-                   help="extra analogy questions in questions-words.txt format, evaluated "
-                   "after gensim's questions-words.txt (repeatable)")
-    p.add_argument("--similarity", action="append", metavar="FILE",
-                   help="extra word pairs with a human score, tab-separated, evaluated after "
-                   "gensim's wordsim353.tsv and simlex999.txt (repeatable)")
-    p.add_argument("--restrict-vocab", type=int, default=DEFAULT_RESTRICT_VOCAB,
-                   help=f"answer analogies among the N most frequent words (default: {DEFAULT_RESTRICT_VOCAB})")
+    p.add_argument(
+        "--analogies",
+        action="append",
+        metavar="FILE",
+        help="extra analogy questions in questions-words.txt format, evaluated "
+        "after gensim's questions-words.txt (repeatable)",
+    )
+    p.add_argument(
+        "--similarity",
+        action="append",
+        metavar="FILE",
+        help="extra word pairs with a human score, tab-separated, evaluated after "
+        "gensim's wordsim353.tsv and simlex999.txt (repeatable)",
+    )
+    p.add_argument(
+        "--restrict-vocab",
+        type=int,
+        default=DEFAULT_RESTRICT_VOCAB,
+        help=f"answer analogies among the N most frequent words (default: {DEFAULT_RESTRICT_VOCAB})",
+    )
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(run=_run_eval)
 
@@ -190,19 +261,27 @@ def _run_eval(args: argparse.Namespace) -> int:
         similarities=default_similarities() + (args.similarity or []),
         restrict_vocab=args.restrict_vocab,
     )
-    print(json.dumps([s.as_dict() for s in scores], indent=2) if args.json else format_table(scores))
+    print(
+        json.dumps([s.as_dict() for s in scores], indent=2) if args.json else format_table(scores)
+    )
     return 0
 
 
 def _neighbour_parsers(commands) -> None:
-    p = commands.add_parser("similar", help="nearest neighbours of a word",
-                            description="Print the words closest to WORD by cosine similarity.")
+    p = commands.add_parser(
+        "similar",
+        help="nearest neighbours of a word",
+        description="Print the words closest to WORD by cosine similarity.",
+    )
     p.add_argument("vectors", help="word2vec text file, or binary if it ends in .bin")
     p.add_argument("word")
     p.add_argument("-n", type=int, default=10, help="how many neighbours (default: 10)")
     p.set_defaults(run=_run_similar)
-    p = commands.add_parser("analogy", help="solve A is to B as C is to ?",
-                            description="Print the best answers to A:B :: C:? (3CosAdd: B - A + C).")
+    p = commands.add_parser(
+        "analogy",
+        help="solve A is to B as C is to ?",
+        description="Print the best answers to A:B :: C:? (3CosAdd: B - A + C).",
+    )
     p.add_argument("vectors", help="word2vec text file, or binary if it ends in .bin")
     p.add_argument("a")
     p.add_argument("b")
@@ -258,6 +337,8 @@ def main(argv: list[str] | None = None) -> int:
         print("embedtrain: interrupted; nothing was written", file=sys.stderr)
         return EXIT_INTERRUPTED
     except MemoryError:
-        print("embedtrain: error: out of memory; try a larger --min-count or smaller --dim",
-              file=sys.stderr)
+        print(
+            "embedtrain: error: out of memory; try a larger --min-count or smaller --dim",
+            file=sys.stderr,
+        )
         return EXIT_USAGE

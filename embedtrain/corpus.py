@@ -18,7 +18,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Self
 
 from embedtrain.errors import UsageError
 
@@ -86,7 +86,7 @@ class Corpus:
             Path(self._spool).unlink(missing_ok=True)
             self._spool = None
 
-    def __enter__(self) -> Corpus:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -30,10 +30,14 @@ class CompiledEngine:
         self.step, self.state = compiled
         self.model = model
         self.keep = keep
-        self.driver = kernels.train_cbow if model.settings.model == "cbow" else kernels.train_skipgram
+        self.driver = (
+            kernels.train_cbow if model.settings.model == "cbow" else kernels.train_skipgram
+        )
         self.workers = model.settings.threads
 
-    def run_job(self, job: np.ndarray, lr_start: float, lr_end: float, seed: int) -> tuple[float, int]:
+    def run_job(
+        self, job: np.ndarray, lr_start: float, lr_end: float, seed: int
+    ) -> tuple[float, int]:
         return self.driver(
             self.step,
             self.state,
@@ -62,7 +66,16 @@ class BatchedEngine:
         self.batch_size = settings.batch_size or model.head.default_batch_size
         self.cbow = settings.model == "cbow"
 
-    def run_job(self, job: np.ndarray, lr_start: float, lr_end: float, seed: int) -> tuple[float, int]:
+    def run_job(
+        self, job: np.ndarray, lr_start: float, lr_end: float, seed: int
+    ) -> tuple[float, int]:
+        # Overflow shows up as a non-finite loss, which the training loop reports.
+        with np.errstate(all="ignore"):
+            return self._run_job(job, lr_start, lr_end, seed)
+
+    def _run_job(
+        self, job: np.ndarray, lr_start: float, lr_end: float, seed: int
+    ) -> tuple[float, int]:
         random = self.ops.random_state(seed)
         batch = window_batch(self.ops, job, self.keep, self.model.settings.window, random)
         n = int(batch.centres.shape[0])

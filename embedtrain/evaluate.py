@@ -47,7 +47,9 @@ def load_vectors(path: str | Path):
     try:
         return KeyedVectors.load_word2vec_format(str(path), binary=is_binary_path(path))
     except (ValueError, UnicodeDecodeError, EOFError, IndexError) as exc:
-        raise UsageError(f"{path} is not a word2vec {'binary' if is_binary_path(path) else 'text'} file ({exc})") from exc
+        raise UsageError(
+            f"{path} is not a word2vec {'binary' if is_binary_path(path) else 'text'} file ({exc})"
+        ) from exc
 
 
 def evaluate(
@@ -68,14 +70,20 @@ def evaluate(
         )
         overall = sections[-1]
         done = len(overall["correct"]) + len(overall["incorrect"])
-        scores.append(Score("analogy", Path(path).name, float(accuracy), done / max(total, 1)))
+        value = float(accuracy) if done else float("nan")
+        scores.append(Score("analogy", Path(path).name, value, done / max(total, 1)))
     for path in similarities if similarities is not None else default_similarities():
         _check_readable(path)
-        _, spearman, oov_percent = vectors.evaluate_word_pairs(
-            path, restrict_vocab=max(restrict_vocab, len(vectors)), case_insensitive=True
+        try:
+            _, spearman, oov_percent = vectors.evaluate_word_pairs(
+                path, restrict_vocab=max(restrict_vocab, len(vectors)), case_insensitive=True
+            )
+        except ValueError:  # gensim: no pair has both words in the vocabulary
+            scores.append(Score("similarity", Path(path).name, float("nan"), 0.0))
+            continue
+        scores.append(
+            Score("similarity", Path(path).name, float(spearman[0]), 1.0 - oov_percent / 100.0)
         )
-        value = float(spearman[0]) if spearman is not None else float("nan")
-        scores.append(Score("similarity", Path(path).name, value, 1.0 - oov_percent / 100.0))
     return scores
 
 

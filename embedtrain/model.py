@@ -30,8 +30,11 @@ class Model:
         self.ops = ops
         rng = np.random.default_rng(settings.seed)
         # gensim 4.x initialisation: uniform in [-1/d, 1/d).
-        vectors = (rng.random((len(vocab), settings.dim)) * 2.0 - 1.0) / settings.dim
-        self.vectors = ops.asarray(vectors.astype(np.float32))
+        vectors = rng.random((len(vocab), settings.dim), dtype=np.float32)
+        vectors *= 2.0
+        vectors -= 1.0
+        vectors /= settings.dim
+        self.vectors = ops.asarray(vectors)
         self.head: Head = make_head(vocab, settings, ops, settings.seed + 1)
         self.words_done = 0  # in-vocabulary words trained on, over all epochs
 

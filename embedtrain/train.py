@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import math
 import queue
+import signal
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from tqdm import tqdm
@@ -84,7 +87,9 @@ def learning_rate(settings_lr: float, min_lr: float, progress: float) -> float:
 class _JobSource:
     """Hands out jobs with their learning rates and seeds; shared by the worker threads."""
 
-    def __init__(self, model: Model, encoded: EncodedCorpus, epoch: int, skip: int) -> None:
+    def __init__(
+        self, model: Model, encoded: EncodedCorpus, epoch: int, skip: int, stop: threading.Event
+    ) -> None:
         self.settings = model.settings
         self.jobs = encoded.jobs(skip_words=skip)
         self.total = encoded.words * self.settings.epochs
@@ -92,7 +97,7 @@ class _JobSource:
         self.epoch = epoch
         self.counter = 0
         self.lock = threading.Lock()
-        self.stop = threading.Event()
+        self.stop = stop
 
     def next(self) -> tuple | None:
         with self.lock:
@@ -123,19 +128,22 @@ def train(model: Model, encoded: EncodedCorpus, quiet: bool = False) -> Training
     epoch_words = encoded.words
     result = TrainingResult()
     total = epoch_words * settings.epochs
-    with tqdm(
-        total=total,
-        initial=min(model.words_done, total),
-        unit="word",
-        unit_scale=True,
-        disable=quiet,
-        smoothing=0.1,
-        dynamic_ncols=True,
-    ) as bar:
+    with (
+        _ctrl_c_requests_stop() as stop,
+        tqdm(
+            total=total,
+            initial=min(model.words_done, total),
+            unit="word",
+            unit_scale=True,
+            disable=quiet,
+            smoothing=0.1,
+            dynamic_ncols=True,
+        ) as bar,
+    ):
         while model.words_done < total:
             epoch, skip = divmod(model.words_done, epoch_words)
             bar.set_description(f"epoch {epoch + 1}/{settings.epochs}")
-            report, interrupted = _run_epoch(model, engine, encoded, epoch, skip, bar)
+            report = _run_epoch(model, engine, encoded, epoch, skip, bar, stop)
             result.epochs.append(report)
             if not quiet:
                 bar.write(
@@ -143,7 +151,7 @@ def train(model: Model, encoded: EncodedCorpus, quiet: bool = False) -> Training
                     f"example over {report.examples:,} examples, "
                     f"{report.words / max(report.seconds, 1e-9):,.0f} words/s"
                 )
-            if interrupted:
+            if stop.is_set():
                 result.interrupted = True
                 break
             if not model.head.check_finite() or not _finite(model):
@@ -154,12 +162,27 @@ def train(model: Model, encoded: EncodedCorpus, quiet: bool = False) -> Training
     return result
 
 
+@contextmanager
+def _ctrl_c_requests_stop() -> Iterator[threading.Event]:
+    """While training, Ctrl-C sets an event (the jobs in flight finish) instead of raising
+    wherever the main thread happens to be."""
+    stop = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+    previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def _finite(model: Model) -> bool:
     return bool(model.ops.xp.isfinite(model.vectors).all())
 
 
-def _run_epoch(model, engine, encoded, epoch: int, skip: int, bar: tqdm) -> tuple[EpochReport, bool]:
-    source = _JobSource(model, encoded, epoch, skip)
+def _run_epoch(model, engine, encoded, epoch: int, skip: int, bar: tqdm, stop) -> EpochReport:
+    source = _JobSource(model, encoded, epoch, skip, stop)
     results: queue.Queue = queue.Queue()
 
     def work() -> None:
@@ -168,7 +191,7 @@ def _run_epoch(model, engine, encoded, epoch: int, skip: int, bar: tqdm) -> tupl
                 job, words, lr_start, lr_end, seed = item
                 loss, examples = engine.run_job(job, lr_start, lr_end, seed)
                 results.put((words, loss, examples, lr_end))
-        except BaseException as exc:  # reported to the main thread, which re-raises
+        except Exception as exc:  # noqa: BLE001 -- handed to the main thread, which re-raises
             results.put(exc)
         finally:
             results.put(None)
@@ -179,30 +202,25 @@ def _run_epoch(model, engine, encoded, epoch: int, skip: int, bar: tqdm) -> tupl
         worker.start()
     report = EpochReport(epoch + 1, 0.0, 0, 0, 0.0)
     running = len(workers)
-    interrupted = False
     failure: BaseException | None = None
     while running:
         try:
             item = results.get(timeout=0.2)
         except queue.Empty:
             continue
-        except KeyboardInterrupt:
-            interrupted = True
-            source.stop.set()
-            continue
         if item is None:
             running -= 1
             continue
         if isinstance(item, BaseException):
             failure = failure or item
-            source.stop.set()
+            stop.set()
             continue
         words, loss, examples, lr = item
         if not math.isfinite(loss):
             failure = failure or TrainingDiverged(
                 f"training diverged in epoch {epoch + 1} (loss became {loss}); try a smaller --lr"
             )
-            source.stop.set()
+            stop.set()
             continue
         model.words_done += words
         report.words += words
@@ -213,4 +231,4 @@ def _run_epoch(model, engine, encoded, epoch: int, skip: int, bar: tqdm) -> tupl
     report.seconds = time.perf_counter() - started
     if failure is not None:
         raise failure
-    return report, interrupted
+    return report

@@ -8,9 +8,7 @@ from embedtrain.heads.sparse import HierarchicalSoftmax, NegativeSampling
 from embedtrain.settings import Settings
 from embedtrain.vocab import Vocabulary
 
-HEADS: dict[str, type[Head]] = {
-    head.name: head for head in (NegativeSampling, HierarchicalSoftmax)
-}
+HEADS: dict[str, type[Head]] = {head.name: head for head in (NegativeSampling, HierarchicalSoftmax)}
 
 
 def make_head(vocab: Vocabulary, settings: Settings, ops: Ops, seed: int) -> Head:

@@ -60,7 +60,7 @@ class NegativeSampling(LogisticUnitsHead):
     from count**ns_exponent are negative units (a draw equal to the target is skipped)."""
 
     name = "ns"
-    default_batch_size = 1024
+    default_batch_size = 512
 
     def __init__(self, vocab: Vocabulary, settings: Settings, ops: Ops, seed: int) -> None:
         super().__init__(vocab, settings, ops, seed)
@@ -99,7 +99,7 @@ class HierarchicalSoftmax(LogisticUnitsHead):
     target's path, labelled 1 - code bit."""
 
     name = "hs"
-    default_batch_size = 512
+    default_batch_size = 256
 
     def __init__(self, vocab: Vocabulary, settings: Settings, ops: Ops, seed: int) -> None:
         self.tree = huffman_tree(vocab.counts)

@@ -1,0 +1,235 @@
+"""The command line, including every bad-input case: one line on stderr, exit code 2,
+no traceback, nothing written."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from embedtrain.cli import main
+
+FAST = ["--dim", "16", "--epochs", "1", "--threads", "1", "--device", "cpu", "--quiet"]
+
+
+def run_cli(capsys, *argv):
+    code = main([str(a) for a in argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.fixture(scope="module")
+def trained(structured_corpus, tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli") / "v.txt"
+    assert main(["train", str(structured_corpus), "-o", str(out), *FAST]) == 0
+    return out
+
+
+def test_train_eval_similar_analogy(capsys, trained, structured_corpus, tmp_path):
+    code, out, _ = run_cli(capsys, "eval", trained, "--json")
+    assert code == 0
+    names = [s["name"] for s in json.loads(out)]
+    assert names == ["questions-words.txt", "wordsim353.tsv", "simlex999.txt"]
+    extra = tmp_path / "pairs.tsv"
+    extra.write_text("cat\tdog\t9\ncat\tred\t1\ndog\tred\t1\nred\tblue\t9\n")
+    analogies = tmp_path / "an.txt"
+    analogies.write_text(": toy\ncat dog red blue\n")
+    code, out, _ = run_cli(capsys, "eval", trained, "--similarity", extra, "--analogies", analogies)
+    assert code == 0 and "pairs.tsv" in out and "an.txt" in out
+    code, out, _ = run_cli(capsys, "similar", trained, "cat", "-n", "3")
+    assert code == 0 and len(out.splitlines()) == 3
+    code, out, _ = run_cli(capsys, "analogy", trained, "cat", "dog", "red", "-n", "2")
+    assert code == 0 and len(out.splitlines()) == 2
+
+
+def test_binary_output_and_model_file(capsys, structured_corpus, tmp_path):
+    from gensim.models import KeyedVectors
+
+    code, _, _ = run_cli(
+        capsys,
+        "train",
+        structured_corpus,
+        "-o",
+        tmp_path / "v.bin",
+        "--save-model",
+        tmp_path / "m.npz",
+        *FAST,
+    )
+    assert code == 0
+    assert len(KeyedVectors.load_word2vec_format(str(tmp_path / "v.bin"), binary=True)) > 50
+    assert (tmp_path / "m.npz").exists()
+    code, _, _ = run_cli(
+        capsys,
+        "train",
+        structured_corpus,
+        "-o",
+        tmp_path / "v2.txt",
+        "--resume",
+        tmp_path / "m.npz",
+        "--epochs",
+        "2",
+        "--quiet",
+    )
+    assert code == 0 and (tmp_path / "v2.txt").exists()
+
+
+def test_stdin_corpus(structured_corpus, tmp_path):
+    out = tmp_path / "v.txt"
+    with open(structured_corpus, "rb") as stdin:
+        done = subprocess.run(
+            [sys.executable, "-m", "embedtrain", "train", "-", "-o", str(out), *FAST],
+            stdin=stdin,
+            capture_output=True,
+            timeout=300,
+            check=False,
+        )
+    assert done.returncode == 0, done.stderr
+    assert out.exists()
+
+
+def assert_usage_error(code, out, err, fragment):
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("embedtrain: error:") and fragment in lines[0]
+    assert "Traceback" not in err
+
+
+def test_missing_corpus(capsys, tmp_path):
+    result = run_cli(capsys, "train", tmp_path / "missing.txt", "-o", tmp_path / "v.txt", *FAST)
+    assert_usage_error(*result, "does not exist")
+    assert not (tmp_path / "v.txt").exists()
+
+
+def test_empty_corpus(capsys, tmp_path):
+    (tmp_path / "empty.txt").write_text("\n\n")
+    result = run_cli(capsys, "train", tmp_path / "empty.txt", "-o", tmp_path / "v.txt", *FAST)
+    assert_usage_error(*result, "is empty")
+    assert list(tmp_path.iterdir()) == [tmp_path / "empty.txt"]
+
+
+def test_vocabulary_empty_after_min_count(capsys, tmp_path):
+    (tmp_path / "c.txt").write_text("a b c\n")
+    result = run_cli(capsys, "train", tmp_path / "c.txt", "-o", tmp_path / "v.txt", *FAST)
+    assert_usage_error(*result, "vocabulary is empty")
+
+
+def test_unreadable_corpus(capsys, tmp_path):
+    bad = tmp_path / "c.xz"
+    bad.write_bytes(b"\xfd7zXZ\x00 truncated")
+    result = run_cli(capsys, "train", bad, "-o", tmp_path / "v.txt", *FAST)
+    assert_usage_error(*result, "cannot read corpus")
+
+
+@pytest.mark.parametrize(
+    "option,value,fragment",
+    [
+        ("--dim", "0", "--dim"),
+        ("--window", "0", "--window"),
+        ("--negative", "-1", "--negative"),
+        ("--lr", "0", "--lr"),
+        ("--head", "nonsense", "--head"),
+        ("--epochs", "0", "--epochs"),
+        ("--min-count", "0", "--min-count"),
+        ("--threads", "0", "--threads"),
+        ("--sample", "-1", "--sample"),
+    ],
+)
+def test_invalid_parameters(capsys, structured_corpus, tmp_path, option, value, fragment):
+    args = ["train", structured_corpus, "-o", tmp_path / "v.txt", *FAST, option, value]
+    assert_usage_error(*run_cli(capsys, *args), fragment)
+    assert not (tmp_path / "v.txt").exists()
+
+
+@pytest.mark.parametrize("where", ["no/such/dir/v.txt", "."])
+def test_unwritable_output(capsys, structured_corpus, tmp_path, where):
+    result = run_cli(capsys, "train", structured_corpus, "-o", tmp_path / where, *FAST)
+    assert_usage_error(*result, "cannot write")
+
+
+def test_unknown_word(capsys, trained):
+    assert_usage_error(*run_cli(capsys, "similar", trained, "zzzz"), "not in the vocabulary")
+    assert_usage_error(
+        *run_cli(capsys, "analogy", trained, "cat", "zzzz", "red"), "not in the vocabulary"
+    )
+
+
+def test_bad_vectors_file(capsys, tmp_path):
+    (tmp_path / "v.txt").write_text("this is not\na vectors file\n")
+    assert_usage_error(*run_cli(capsys, "eval", tmp_path / "v.txt"), "not a word2vec")
+    assert_usage_error(*run_cli(capsys, "eval", tmp_path / "none.txt"), "does not exist")
+
+
+def test_help_lists_defaults(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    out = capsys.readouterr().out
+    for option in [
+        "--dim",
+        "--window",
+        "--negative",
+        "--lr",
+        "--min-lr",
+        "--sample",
+        "--device",
+        "--resume",
+    ]:
+        assert option in out
+    assert "(default: 0.025)" in out and "(default: cbow)" in out
+
+
+def test_ctrl_c_saves_model_and_resumes(structured_corpus, tmp_path):
+    out = tmp_path / "v.txt"
+    command = [
+        sys.executable,
+        "-m",
+        "embedtrain",
+        "train",
+        str(structured_corpus),
+        "-o",
+        str(out),
+        "--dim",
+        "16",
+        "--epochs",
+        "400",
+        "--threads",
+        "1",
+        "--device",
+        "cpu",
+    ]
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.PIPE)
+    seen = b""
+    deadline = time.time() + 120
+    while b"epoch 2/400:" not in seen and time.time() < deadline:
+        seen += process.stderr.read1(4096)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    err = (seen + err).decode()
+    assert process.returncode == 130, err
+    assert "Traceback" not in err
+    partial = tmp_path / "v.txt.partial.npz"
+    assert partial.exists() and f"saved to {partial}" in err
+    assert not out.exists()
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "embedtrain",
+            "train",
+            str(structured_corpus),
+            "-o",
+            str(out),
+            "--resume",
+            str(partial),
+            "--epochs",
+            "3",
+            "--quiet",
+        ],
+        capture_output=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert out.exists()

@@ -1,0 +1,94 @@
+"""End-to-end training on a generated corpus whose groups share contexts: both engines
+and all four sparse configurations must recover the groups as nearest neighbours."""
+
+import numpy as np
+import pytest
+from conftest import neighbour_purity
+
+from embedtrain.backend import Ops
+from embedtrain.corpus import Corpus
+from embedtrain.engines import BatchedEngine, CompiledEngine, make_engine
+from embedtrain.model import Model
+from embedtrain.settings import Settings
+from embedtrain.train import encode_corpus, scan_vocabulary, train
+
+
+def run(corpus_path, gpu_path=False, **overrides):
+    # The generated corpus has ~80 words: every row repeats many times per minibatch, so
+    # the batched engine takes small minibatches here (summed gradients, exact SGD).
+    settings = Settings(
+        **{"dim": 24, "epochs": 3, "threads": 1, "sample": 0, "batch_size": 16, **overrides}
+    )
+    with Corpus(corpus_path) as corpus:
+        vocab = scan_vocabulary(corpus, settings, quiet=True)
+        model = Model(vocab, settings, Ops(gpu_path=gpu_path))
+        encoded = encode_corpus(corpus, vocab, quiet=True)
+        try:
+            result = train(model, encoded, quiet=True)
+        finally:
+            encoded.close()
+    return model, result
+
+
+@pytest.mark.parametrize("model_kind", ["skipgram", "cbow"])
+@pytest.mark.parametrize("head", ["ns", "hs"])
+@pytest.mark.parametrize("gpu_path", [False, True], ids=["compiled", "batched"])
+def test_learns_groups(structured_corpus, model_kind, head, gpu_path):
+    model, result = run(structured_corpus, gpu_path=gpu_path, model=model_kind, head=head)
+    engine = make_engine(model, model.vocab.keep_probabilities(0))
+    assert isinstance(engine, BatchedEngine if gpu_path else CompiledEngine)
+    purity = neighbour_purity(model.vocab.words, model.host_vectors())
+    assert purity >= 0.9, purity
+    losses = [e.mean_loss for e in result.epochs]
+    assert losses[-1] < losses[0]
+    assert all(e.examples > 0 for e in result.epochs)
+
+
+def test_batched_engine_learns_as_well_as_compiled(structured_corpus):
+    """The stated margin: neighbour purity within 0.05 and final loss within 15%."""
+    compiled, r1 = run(structured_corpus, model="skipgram", head="ns", epochs=2)
+    batched, r2 = run(structured_corpus, gpu_path=True, model="skipgram", head="ns", epochs=2)
+    p1 = neighbour_purity(compiled.vocab.words, compiled.host_vectors())
+    p2 = neighbour_purity(batched.vocab.words, batched.host_vectors())
+    assert abs(p1 - p2) <= 0.05
+    assert r2.epochs[-1].mean_loss == pytest.approx(r1.epochs[-1].mean_loss, rel=0.15)
+
+
+def test_deterministic_with_one_thread(structured_corpus):
+    a, _ = run(structured_corpus, epochs=1, sample=1e-3)
+    b, _ = run(structured_corpus, epochs=1, sample=1e-3)
+    c, _ = run(structured_corpus, epochs=1, sample=1e-3, seed=7)
+    np.testing.assert_array_equal(a.host_vectors(), b.host_vectors())
+    assert not np.array_equal(a.host_vectors(), c.host_vectors())
+
+
+def test_two_threads_train_too(structured_corpus):
+    model, _ = run(structured_corpus, threads=2)
+    assert neighbour_purity(model.vocab.words, model.host_vectors()) >= 0.9
+
+
+def test_save_load_resume_continues_schedule(structured_corpus, tmp_path):
+    model, _ = run(structured_corpus, epochs=1)
+    path = tmp_path / "m.npz"
+    model.save(path)
+    loaded = Model.load(path, Ops())
+    np.testing.assert_array_equal(loaded.host_vectors(), model.host_vectors())
+    np.testing.assert_array_equal(
+        loaded.head.parameters()["output"], model.head.parameters()["output"]
+    )
+    assert loaded.vocab.words == model.vocab.words
+    assert loaded.words_done == model.words_done == model.vocab.retained_words
+    loaded.settings.epochs = 2
+    with Corpus(structured_corpus) as corpus:
+        encoded = encode_corpus(corpus, loaded.vocab, quiet=True)
+        result = train(loaded, encoded, quiet=True)
+        encoded.close()
+    assert [e.epoch for e in result.epochs] == [2]
+    assert loaded.words_done == 2 * model.vocab.retained_words
+
+
+def test_divergence_stops_with_a_message(structured_corpus):
+    from embedtrain.errors import TrainingDiverged
+
+    with pytest.raises(TrainingDiverged, match="diverged"):
+        run(structured_corpus, gpu_path=True, lr=1e30, epochs=1)
