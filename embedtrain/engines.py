@@ -96,9 +96,9 @@ class BatchedEngine:
 
     def _skipgram_step(self, centres: Any, contexts: Any, lr: float) -> tuple[Any, int]:
         vectors = self.model.vectors
-        loss, pairs, grad = self.model.head.batch_step(vectors[centres], contexts, lr)
-        self.ops.scatter_add(vectors, centres, -lr * grad)
-        return loss, pairs
+        step = self.model.head.batch_step(vectors[centres], contexts, lr)
+        self.ops.scatter_add(vectors, centres, -step.lr * step.grad_hidden)
+        return step.loss, step.pairs
 
     def _cbow_step(self, centres: Any, contexts: Any, lr: float) -> tuple[Any, int]:
         xp = self.ops.xp
@@ -108,10 +108,10 @@ class BatchedEngine:
         weights = present.astype(np.float32)
         hidden = (vectors[rows] * weights[:, :, None]).sum(axis=1)
         hidden /= weights.sum(axis=1, keepdims=True)
-        loss, pairs, grad = self.model.head.batch_step(hidden, centres[:, None], lr)
+        step = self.model.head.batch_step(hidden, centres[:, None], lr)
         example, slot = xp.nonzero(present)
-        self.ops.scatter_add(vectors, contexts[example, slot], -lr * grad[example])
-        return loss, pairs
+        self.ops.scatter_add(vectors, contexts[example, slot], -step.lr * step.grad_hidden[example])
+        return step.loss, step.pairs
 
 
 def make_engine(model: Model, keep: np.ndarray) -> CompiledEngine | BatchedEngine:

@@ -151,6 +151,9 @@ def train(model: Model, encoded: EncodedCorpus, quiet: bool = False) -> Training
                     f"example over {report.examples:,} examples, "
                     f"{report.words / max(report.seconds, 1e-9):,.0f} words/s"
                 )
+            for notice in model.head.notices():
+                if not quiet:
+                    bar.write(notice)
             if stop.is_set():
                 result.interrupted = True
                 break

@@ -72,7 +72,9 @@ def test_batch_step_matches_finite_differences(kind):
     probe = before.copy()
     grad_output_ref = numeric_gradient(lambda: reference_loss(head, hidden, probe), probe)
     lr = 0.05
-    loss, pairs, grad_hidden = head.batch_step(hidden, TARGETS, lr)
+    step = head.batch_step(hidden, TARGETS, lr)
+    loss, pairs, grad_hidden = step.loss, step.pairs, step.grad_hidden
+    assert step.lr == lr
     assert pairs == int((TARGETS != PADDING).sum())
     assert float(loss) == pytest.approx(loss_ref, rel=1e-12)
     np.testing.assert_allclose(grad_hidden, grad_hidden_ref, rtol=1e-6, atol=1e-8)
@@ -111,7 +113,8 @@ def test_compiled_step_agrees_with_batched_step(kind):
         state = state[:3] + (0,)
         head._units = lambda words: tuple(a[:, :1] for a in NegativeSampling._units(head, words))
     loss_c, work = compiled_update(head, state, hidden, target, lr)
-    loss_b, _, grad = head.batch_step(hidden[None, :].astype(np.float64), np.array([[target]]), lr)
+    step = head.batch_step(hidden[None, :].astype(np.float64), np.array([[target]]), lr)
+    loss_b, grad = step.loss, step.grad_hidden
     assert loss_c == pytest.approx(float(loss_b), abs=1e-2)
     np.testing.assert_allclose(work, -lr * grad[0], atol=2e-3 * lr)
     np.testing.assert_allclose(compiled_output, head.output, atol=2e-3 * lr)

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from embedtrain.backend import Ops
-from embedtrain.heads.base import PADDING, Head
+from embedtrain.heads.base import PADDING, Head, StepResult
+from embedtrain.heads.exact import softmax_head, spherical_head, squared_head
 from embedtrain.heads.sparse import HierarchicalSoftmax, NegativeSampling
 from embedtrain.settings import Settings
 from embedtrain.vocab import Vocabulary
 
-HEADS: dict[str, type[Head]] = {head.name: head for head in (NegativeSampling, HierarchicalSoftmax)}
+HEADS: dict[str, Callable[[Vocabulary, Settings, Ops, int], Head]] = {
+    "ns": NegativeSampling,
+    "hs": HierarchicalSoftmax,
+    "spherical": spherical_head,
+    "squared": squared_head,
+    "softmax": softmax_head,
+}
 
 
 def make_head(vocab: Vocabulary, settings: Settings, ops: Ops, seed: int) -> Head:
@@ -16,4 +25,4 @@ def make_head(vocab: Vocabulary, settings: Settings, ops: Ops, seed: int) -> Hea
     return HEADS[settings.head](vocab, settings, ops, seed)
 
 
-__all__ = ["HEADS", "PADDING", "Head", "make_head"]
+__all__ = ["HEADS", "PADDING", "Head", "StepResult", "make_head"]

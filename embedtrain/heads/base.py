@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
@@ -22,6 +23,16 @@ from embedtrain.settings import Settings
 from embedtrain.vocab import Vocabulary
 
 PADDING = -1  # marks an empty slot in a padded target matrix
+
+
+@dataclass
+class StepResult:
+    """What one minibatch step reports back to the engine."""
+
+    loss: Any  # summed loss before the step: a float64 backend scalar (no GPU sync per step)
+    pairs: int  # (example, target) pairs in the batch
+    grad_hidden: Any  # dL/dhidden, (m, d), with the parameters as they were before the step
+    lr: float  # the learning rate the step used; the engine applies the same to the inputs
 
 
 class Head(ABC):
@@ -42,14 +53,16 @@ class Head(ABC):
         self.ops = ops
 
     @abstractmethod
-    def batch_step(self, hidden: Any, targets: Any, lr: float) -> tuple[Any, int, Any]:
+    def batch_step(self, hidden: Any, targets: Any, lr: float) -> StepResult:
         """Apply one SGD step to the output parameters for the summed loss of the batch.
 
-        Returns ``(loss, pairs, grad_hidden)``: the summed loss before the step (a float64
-        backend scalar, so a GPU is not synchronised per step), the
-        number of (example, target) pairs, and dL/d``hidden`` (``(m, d)``), computed
-        with the parameters as they were before the step.
+        A head may take a smaller step than ``lr`` where a larger one would be unstable
+        (the exact heads); the result says which rate it used.
         """
+
+    def notices(self) -> list[str]:
+        """Messages for the user gathered since the last call (e.g. learning-rate caps)."""
+        return []
 
     def compiled_step(self) -> tuple[Callable, tuple] | None:
         """A Numba per-example step and its state tuple, or None if the head has none."""

@@ -10,7 +10,7 @@ import numpy as np
 
 from embedtrain import kernels
 from embedtrain.backend import Ops
-from embedtrain.heads.base import PADDING, Head, logistic_loss_and_gradient
+from embedtrain.heads.base import PADDING, Head, StepResult, logistic_loss_and_gradient
 from embedtrain.settings import Settings
 from embedtrain.vocab import Vocabulary, alias_table, huffman_tree
 
@@ -31,7 +31,7 @@ class LogisticUnitsHead(Head):
         """Rows, labels and a 0/1 mask (all ``(P, R)``) for the target words ``(P,)``."""
         raise NotImplementedError
 
-    def batch_step(self, hidden: Any, targets: Any, lr: float) -> tuple[Any, int, Any]:
+    def batch_step(self, hidden: Any, targets: Any, lr: float) -> StepResult:
         xp = self.ops.xp
         example, slot = xp.nonzero(targets != PADDING)
         words = targets[example, slot]
@@ -46,7 +46,7 @@ class LogisticUnitsHead(Head):
         self.ops.scatter_add(grad_hidden, example, grad_pairs)
         update = (-lr * grad_scores)[:, :, None] * pair_hidden[:, None, :]
         self.ops.scatter_add(self.output, rows.ravel(), update.reshape(-1, self.dim))
-        return (loss * mask).sum(dtype=np.float64), int(words.shape[0]), grad_hidden
+        return StepResult((loss * mask).sum(dtype=np.float64), int(words.shape[0]), grad_hidden, lr)
 
     def parameters(self) -> dict[str, np.ndarray]:
         return {"output": self.ops.to_host(self.output)}

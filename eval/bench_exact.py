@@ -1,0 +1,163 @@
+"""Exact full-vocabulary heads: factored O(d^2) against naive O(Dd), and end to end.
+
+Part 1 (``speedup``): time per example of one minibatch step of the factored spherical
+and squared heads against their naive versions (explicit o = W h, in-place BLAS update
+into a preallocated buffer, same batch size), for D in {10k, 50k, 200k} and d in
+{100, 300}, in one run; prints the measured speedup next to the paper's D/(4d).
+Batches are skip-gram-like: m examples, each with K = 10 context words drawn from a
+Zipf distribution (so targets repeat within a batch).
+
+Part 2 (``train``): end-to-end training time and quality on a corpus for the exact heads
+next to skip-gram negative sampling (whole processes, as a user runs them).
+
+    python eval/bench_exact.py speedup
+    python eval/bench_exact.py train ../shared/corpora/bench17m.txt.xz --epochs 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from embedtrain.backend import Ops
+from embedtrain.heads.base import PADDING
+from embedtrain.heads.exact import FactoredHead, NaiveHead, SphericalSoftmax, SquaredError
+from embedtrain.settings import Settings
+from embedtrain.vocab import Vocabulary
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from compare_gensim import plain_copy, scores_of, timed_process  # noqa: E402
+
+LOSSES = {"spherical": lambda: SphericalSoftmax(1e-3), "squared": SquaredError}
+
+
+def zipf_vocabulary(size: int) -> Vocabulary:
+    counts = (1e7 / np.arange(1, size + 1)).astype(np.int64) + 1
+    return Vocabulary([f"w{i}" for i in range(size)], counts, int(counts.sum()))
+
+
+def make_batches(rng, vocab_size: int, dim: int, m: int, k: int, count: int):
+    ranks = np.arange(1, vocab_size + 1, dtype=np.float64)
+    probability = (1.0 / ranks) / (1.0 / ranks).sum()
+    batches = []
+    for _ in range(count):
+        hidden = rng.normal(0, 0.05, (m, dim)).astype(np.float32)
+        targets = rng.choice(vocab_size, size=(m, k), p=probability).astype(np.int32)
+        targets[rng.random((m, k)) < 0.2] = PADDING  # reduced windows: K varies per example
+        targets[:, 0] = rng.choice(vocab_size, size=m, p=probability)
+        batches.append((hidden, targets))
+    return batches
+
+
+def time_head(head, batches, lr: float) -> float:
+    """Seconds per example, after one warm-up step."""
+    head.batch_step(*batches[0], lr)
+    started = time.perf_counter()
+    for hidden, targets in batches[1:]:
+        head.batch_step(hidden, targets, lr)
+    examples = sum(h.shape[0] for h, _ in batches[1:])
+    return (time.perf_counter() - started) / examples
+
+
+def speedup(args: argparse.Namespace) -> None:
+    rng = np.random.default_rng(0)
+    print(f"minibatch m={args.batch}, K<=10 targets per example, float32 V/W, float64 d x d state")
+    print(
+        "| loss | D | d | naive us/example | factored us/example | speedup | D/(4d) | speedup / (D/4d) |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for dim in args.dims:
+        for vocab_size in args.vocab_sizes:
+            vocab = zipf_vocabulary(vocab_size)
+            settings = Settings(dim=dim)
+            naive_batches = make_batches(rng, vocab_size, dim, args.batch, 10, args.naive_steps + 1)
+            factored_batches = make_batches(
+                rng, vocab_size, dim, args.batch, 10, args.factored_steps + 1
+            )
+            for name, loss in LOSSES.items():
+                naive = time_head(NaiveHead(loss(), vocab, settings, Ops(), 0), naive_batches, 1e-3)
+                factored = time_head(
+                    FactoredHead(loss(), vocab, settings, Ops(), 0), factored_batches, 1e-3
+                )
+                ideal = vocab_size / (4 * dim)
+                print(
+                    f"| {name} | {vocab_size:,} | {dim} | {naive * 1e6:,.1f} | {factored * 1e6:,.2f} "
+                    f"| {naive / factored:,.0f}x | {ideal:,.0f} | {naive / factored / ideal:.2f} |",
+                    flush=True,
+                )
+
+
+TRAIN_CONFIGS = {
+    "sg-ns": ["--model", "skipgram", "--head", "ns"],
+    "sg-spherical": ["--model", "skipgram", "--head", "spherical"],
+    "sg-squared": ["--model", "skipgram", "--head", "squared"],
+    "sg-softmax": ["--model", "skipgram", "--head", "softmax"],
+}
+
+
+def train(args: argparse.Namespace) -> None:
+    with tempfile.TemporaryDirectory(prefix="embedtrain-exact-") as scratch:
+        corpus, tokens = plain_copy(args.corpus, Path(scratch), 1)
+        print(f"corpus {args.corpus}: {tokens:,} tokens, {args.epochs} epochs, d=100")
+        print("| head | epochs | seconds | words/s | Google analogy % | WS-353 | SimLex-999 |")
+        print("|---|---|---|---|---|---|---|")
+        for name in args.configs:
+            out = Path(scratch) / f"{name}.bin"
+            epochs = args.softmax_epochs if name == "sg-softmax" else args.epochs
+            command = [
+                sys.executable,
+                "-m",
+                "embedtrain",
+                "train",
+                str(corpus),
+                "-o",
+                str(out),
+                "--epochs",
+                str(epochs),
+                "--device",
+                "cpu",
+                "--quiet",
+                *TRAIN_CONFIGS[name],
+                *args.extra,
+            ]
+            seconds, _ = timed_process(command)
+            s = scores_of(out)
+            print(
+                f"| {name} | {epochs} | {seconds:,.0f} | {tokens * epochs / seconds:,.0f} "
+                f"| {s['analogy'] * 100:.1f} | {s['ws353']:.3f} | {s['simlex']:.3f} |",
+                flush=True,
+            )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    p = commands.add_parser("speedup")
+    p.add_argument("--vocab-sizes", type=int, nargs="+", default=[10_000, 50_000, 200_000])
+    p.add_argument("--dims", type=int, nargs="+", default=[100, 300])
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--naive-steps", type=int, default=10)
+    p.add_argument("--factored-steps", type=int, default=300)
+    p.set_defaults(run=speedup)
+    p = commands.add_parser("train")
+    p.add_argument("corpus", type=Path)
+    p.add_argument("--epochs", type=int, default=5)
+    p.add_argument("--softmax-epochs", type=int, default=1)
+    p.add_argument("--configs", nargs="+", choices=list(TRAIN_CONFIGS), default=list(TRAIN_CONFIGS))
+    p.add_argument("extra", nargs="*", help="extra options for embedtrain train (after --)")
+    p.set_defaults(run=train)
+    args = parser.parse_args()
+    args.run(args)
+
+
+if __name__ == "__main__":
+    main()
