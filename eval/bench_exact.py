@@ -33,7 +33,7 @@ from embedtrain.vocab import Vocabulary
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from compare_gensim import plain_copy, scores_of, timed_process  # noqa: E402
+from compare_gensim import plain_copy, scores_of, timed_process
 
 LOSSES = {"spherical": lambda: SphericalSoftmax(1e-3), "squared": SquaredError}
 

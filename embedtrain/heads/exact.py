@@ -170,10 +170,11 @@ class _ExactHead(Head):
         self._reported_caps = self.capped_steps
         if not new:
             return []
-        return [
+        message = (
             f"{self.name}: learning rate reduced on {new:,} minibatches to keep "
             f"2*lr*lambda_max(H^T diag(dL/dq) H) <= {STABILITY_CAP} (stability of the exact update)"
-        ]
+        )
+        return [message]
 
 
 class NaiveHead(_ExactHead):
