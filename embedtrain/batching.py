@@ -10,7 +10,9 @@ contexts) matrices the batched engine feeds the heads.
 from __future__ import annotations
 
 import os
+import queue
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,6 +102,42 @@ class EncodedCorpus:
                     if job.size == 0:
                         continue
                 yield job
+
+
+def prefetch(items: Iterator[np.ndarray], depth: int = 2) -> Iterator[np.ndarray]:
+    """Read ahead ``depth`` jobs in a background thread (double buffering), so the next
+    job is ready while the engine (or the GPU) works on the current one."""
+    buffer: queue.Queue = queue.Queue(maxsize=depth)
+    done = object()
+    stop = threading.Event()
+
+    def put(item: object) -> bool:
+        while not stop.is_set():
+            try:
+                buffer.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def fill() -> None:
+        try:
+            for item in items:
+                if not put(item):
+                    return
+            put(done)
+        except BaseException as exc:  # noqa: BLE001 -- re-raised in the consumer
+            put(exc)
+
+    reader = threading.Thread(target=fill, daemon=True)
+    reader.start()
+    try:
+        while (item := buffer.get()) is not done:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
 
 
 def _skip(job: np.ndarray, words: int) -> tuple[np.ndarray, int]:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from tqdm import tqdm
 
-from embedtrain.batching import EncodedCorpus, job_words
+from embedtrain.batching import EncodedCorpus, job_words, prefetch
 from embedtrain.corpus import Corpus
 from embedtrain.engines import make_engine
 from embedtrain.errors import TrainingDiverged, UsageError
@@ -91,7 +91,7 @@ class _JobSource:
         self, model: Model, encoded: EncodedCorpus, epoch: int, skip: int, stop: threading.Event
     ) -> None:
         self.settings = model.settings
-        self.jobs = encoded.jobs(skip_words=skip)
+        self.jobs = prefetch(encoded.jobs(skip_words=skip))
         self.total = encoded.words * self.settings.epochs
         self.position = epoch * encoded.words + skip
         self.epoch = epoch

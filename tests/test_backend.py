@@ -1,0 +1,173 @@
+"""The backend and the GPU code path, exercised on NumPy (no GPU needed)."""
+
+import sys
+import types
+
+import numpy as np
+import pytest
+
+from embedtrain import backend
+from embedtrain.backend import GPU_BACKEND_ENV, CupyOps, GpuUnavailable, Ops, select_ops
+from embedtrain.cli import main
+
+from conftest import neighbour_purity
+
+
+def test_scatter_add_accumulates_duplicates():
+    target = np.zeros((4, 2))
+    Ops().scatter_add(target, np.array([1, 1, 3, 1]), np.ones((4, 2)))
+    np.testing.assert_array_equal(target[:, 0], [0, 3, 0, 1])
+
+
+def fake_cupy(device_count=1, broken=False):
+    """A stand-in for CuPy backed by NumPy: lets CupyOps run without a GPU."""
+    cupy = types.ModuleType("cupy")
+    cupy.__getattr__ = lambda name: getattr(np, name)
+    cupy.asnumpy = np.asarray
+    cupy.synchronized = 0
+
+    class Stream:
+        @staticmethod
+        def synchronize():
+            cupy.synchronized += 1
+
+    def count():
+        if broken:
+            raise RuntimeError("cudaErrorNoDevice: no CUDA-capable device is detected")
+        return device_count
+
+    cupy.cuda = types.SimpleNamespace(
+        runtime=types.SimpleNamespace(getDeviceCount=count),
+        Stream=types.SimpleNamespace(null=Stream),
+    )
+    cupy.get_default_memory_pool = lambda: types.SimpleNamespace(free_all_blocks=lambda: None)
+    cupyx = types.ModuleType("cupyx")
+    cupyx.scatter_add = np.add.at
+    return cupy, cupyx
+
+
+@pytest.fixture
+def with_fake_cupy(monkeypatch):
+    def install(**kwargs):
+        cupy, cupyx = fake_cupy(**kwargs)
+        monkeypatch.setitem(sys.modules, "cupy", cupy)
+        monkeypatch.setitem(sys.modules, "cupyx", cupyx)
+        return cupy
+
+    monkeypatch.delenv(GPU_BACKEND_ENV, raising=False)
+    return install
+
+
+def test_gpu_backend_with_fake_cupy(with_fake_cupy):
+    cupy = with_fake_cupy()
+    ops = select_ops("gpu")
+    assert isinstance(ops, CupyOps) and ops.gpu_path
+    target = ops.xp.zeros(3)
+    ops.scatter_add(target, np.array([2, 2]), np.ones(2))
+    assert ops.to_host(target).tolist() == [0, 0, 2]
+    ops.synchronize()
+    ops.release_memory()
+    assert cupy.synchronized == 1
+
+
+def test_cupy_missing(monkeypatch):
+    monkeypatch.delenv(GPU_BACKEND_ENV, raising=False)
+    monkeypatch.setitem(sys.modules, "cupy", None)
+    with pytest.raises(GpuUnavailable, match=r"pip install 'embedtrain\[gpu\]'"):
+        backend.gpu_ops()
+
+
+def test_cupy_without_device(with_fake_cupy):
+    with_fake_cupy(broken=True)
+    with pytest.raises(GpuUnavailable, match="no working CUDA device"):
+        backend.gpu_ops()
+    with_fake_cupy(device_count=0)
+    with pytest.raises(GpuUnavailable, match="finds no CUDA device"):
+        backend.gpu_ops()
+
+
+def test_auto_falls_back_to_cpu_and_says_so(monkeypatch, capsys):
+    monkeypatch.delenv(GPU_BACKEND_ENV, raising=False)
+    monkeypatch.setitem(sys.modules, "cupy", None)
+    ops = select_ops("auto")
+    assert not ops.gpu_path
+    assert capsys.readouterr().err.count("training on the CPU") == 1
+    select_ops("auto", quiet=True)
+    assert capsys.readouterr().err == ""
+
+
+def test_cli_device_gpu_without_cupy(monkeypatch, capsys, structured_corpus, tmp_path):
+    monkeypatch.delenv(GPU_BACKEND_ENV, raising=False)
+    monkeypatch.setitem(sys.modules, "cupy", None)
+    code = main(
+        [
+            "train",
+            str(structured_corpus),
+            "-o",
+            str(tmp_path / "v.txt"),
+            "--device",
+            "gpu",
+            "--quiet",
+        ]
+    )
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "embedtrain[gpu]" in err[0]
+    assert not (tmp_path / "v.txt").exists()
+
+
+@pytest.mark.parametrize("head", ["ns", "hs", "squared"])
+def test_cli_gpu_path_on_numpy(monkeypatch, structured_corpus, tmp_path, head):
+    """``--device gpu`` end to end, the backend pointed at NumPy by the environment."""
+    from gensim.models import KeyedVectors
+
+    monkeypatch.setenv(GPU_BACKEND_ENV, "numpy")
+    out = tmp_path / "v.txt"
+    args = [
+        "train",
+        str(structured_corpus),
+        "-o",
+        str(out),
+        "--device",
+        "gpu",
+        "--quiet",
+        "--model",
+        "skipgram",
+        "--head",
+        head,
+        "--dim",
+        "24",
+        "--epochs",
+        "3",
+        "--sample",
+        "0",
+        "--batch-size",
+        "16",
+        "--threads",
+        "1",
+    ]
+    assert main(args) == 0
+    vectors = KeyedVectors.load_word2vec_format(str(out))
+    assert neighbour_purity(vectors.index_to_key, vectors.vectors) >= 0.9
+
+
+def test_training_through_cupy_ops_on_fake_cupy(with_fake_cupy, structured_corpus):
+    """The whole batched engine through CupyOps (fake CuPy on NumPy)."""
+    from embedtrain.corpus import Corpus
+    from embedtrain.engines import BatchedEngine, make_engine
+    from embedtrain.model import Model
+    from embedtrain.settings import Settings
+    from embedtrain.train import encode_corpus, scan_vocabulary, train
+
+    with_fake_cupy()
+    ops = select_ops("gpu")
+    settings = Settings(
+        model="cbow", head="ns", dim=24, epochs=3, sample=0, batch_size=16, threads=1
+    )
+    with Corpus(structured_corpus) as corpus:
+        vocab = scan_vocabulary(corpus, settings, quiet=True)
+        model = Model(vocab, settings, ops)
+        assert isinstance(make_engine(model, vocab.keep_probabilities(0)), BatchedEngine)
+        encoded = encode_corpus(corpus, vocab, quiet=True)
+        train(model, encoded, quiet=True)
+        encoded.close()
+    assert neighbour_purity(vocab.words, model.host_vectors()) >= 0.9
