@@ -5,12 +5,11 @@ import types
 
 import numpy as np
 import pytest
+from conftest import neighbour_purity
 
 from embedtrain import backend
 from embedtrain.backend import GPU_BACKEND_ENV, CupyOps, GpuUnavailable, Ops, select_ops
 from embedtrain.cli import main
-
-from conftest import neighbour_purity
 
 
 def test_scatter_add_accumulates_duplicates():
