@@ -1,7 +1,7 @@
 """Streaming corpus reader: files, directories, stdin, compressed input, in bounded memory.
 
 A corpus is whitespace-separated tokens, one sentence per line. Lines are read in
-fixed-size byte blocks, so a text8-style file with no newline at all never becomes
+fixed-size byte blocks (16 KiB), so a text8-style file with no newline at all never becomes
 one giant string; sentences longer than ``max_sentence_length`` tokens are cut into
 pieces, as gensim does.
 """
@@ -22,7 +22,7 @@ from typing import BinaryIO, Self
 
 from embedtrain.errors import UsageError
 
-BLOCK_BYTES = 1 << 20
+BLOCK_BYTES = 1 << 14  # small blocks keep each block's token objects in cache
 DEFAULT_MAX_SENTENCE_LENGTH = 10_000
 STDIN = "-"
 

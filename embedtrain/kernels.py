@@ -76,14 +76,15 @@ def _logistic_row(
 ) -> float:
     """One binary logistic unit: update ``output[row]`` and accumulate into ``work``."""
     d = hidden.shape[0]
+    weights = output[row]
     f = np.float32(0.0)
     for i in range(d):
-        f += hidden[i] * output[row, i]
+        f += hidden[i] * weights[i]
     g, loss = _logistic_step(f, label)
     g = np.float32(g * lr)
     for i in range(d):
-        work[i] += g * output[row, i]
-        output[row, i] += g * hidden[i]
+        work[i] += g * weights[i]
+        weights[i] += g * hidden[i]
     return loss
 
 
@@ -148,11 +149,11 @@ def train_skipgram(head_step, state, vectors, ids, keep, window, lr_start, lr_en
             for c in range(lo, hi):
                 if c == pos:
                     continue
-                context = sentence[c]
+                context = vectors[sentence[c]]
                 work[:] = 0.0
-                loss += head_step(state, vectors[context], sentence[pos], lr, work, rng)
+                loss += head_step(state, context, sentence[pos], lr, work, rng)
                 for i in range(d):
-                    vectors[context, i] += work[i]
+                    context[i] += work[i]
                 examples += 1
         start = end + 1
     return loss, examples
@@ -182,8 +183,9 @@ def train_cbow(head_step, state, vectors, ids, keep, window, lr_start, lr_end, r
             hidden[:] = 0.0
             for c in range(lo, hi):
                 if c != pos:
+                    context = vectors[sentence[c]]
                     for i in range(d):
-                        hidden[i] += vectors[sentence[c], i]
+                        hidden[i] += context[i]
             scale = np.float32(1.0 / count)
             for i in range(d):
                 hidden[i] *= scale
@@ -191,8 +193,9 @@ def train_cbow(head_step, state, vectors, ids, keep, window, lr_start, lr_end, r
             loss += head_step(state, hidden, sentence[pos], lr, work, rng)
             for c in range(lo, hi):
                 if c != pos:
+                    context = vectors[sentence[c]]
                     for i in range(d):
-                        vectors[sentence[c], i] += work[i]
+                        context[i] += work[i]
             examples += 1
         start = end + 1
     return loss, examples

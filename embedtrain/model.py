@@ -38,11 +38,6 @@ class Model:
         self.head: Head = make_head(vocab, settings, ops, settings.seed + 1)
         self.words_done = 0  # in-vocabulary words trained on, over all epochs
 
-    @property
-    def total_words(self) -> int:
-        """In-vocabulary words the whole run will train on."""
-        return self.vocab.retained_words * self.settings.epochs
-
     def host_vectors(self) -> np.ndarray:
         return self.ops.to_host(self.vectors)
 

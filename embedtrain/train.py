@@ -162,6 +162,7 @@ def train(model: Model, encoded: EncodedCorpus, quiet: bool = False) -> Training
                     f"training diverged in epoch {epoch + 1} (non-finite parameters); "
                     "try a smaller --lr"
                 )
+    model.ops.release_memory()  # the GPU memory pool's cached blocks (minibatch temporaries)
     return result
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
+from itertools import chain
 from dataclasses import dataclass
 
 import numpy as np
@@ -79,9 +80,8 @@ def build_vocabulary(
     total = 0
     min_reduce = 1
     for block in sentence_blocks:
-        for sentence in block:
-            counts.update(sentence)
-            total += len(sentence)
+        counts.update(chain.from_iterable(block))  # one C-level pass per block
+        total += sum(map(len, block))
         if max_vocab_size is not None and len(counts) > max_vocab_size:
             counts = Counter({w: c for w, c in counts.items() if c > min_reduce})
             min_reduce += 1

@@ -11,7 +11,8 @@ Part 2 (``train``): end-to-end training time and quality on a corpus for the exa
 next to skip-gram negative sampling (whole processes, as a user runs them).
 
     python eval/bench_exact.py speedup
-    python eval/bench_exact.py train ../shared/corpora/bench17m.txt.xz --epochs 5
+    python eval/bench_exact.py train ../shared/corpora/bench17m.txt.xz --configs sg-ns sg-spherical sg-squared
+    python eval/bench_exact.py train ../shared/corpora/bench17m.txt.xz --max-words 1000000
 """
 
 from __future__ import annotations
@@ -102,15 +103,30 @@ TRAIN_CONFIGS = {
 }
 
 
+def prefix_of(corpus: Path, words: int) -> int:
+    """Cut the plain-text ``corpus`` in place after the line holding word number ``words``."""
+    kept, seen = [], 0
+    with open(corpus, encoding="utf-8") as lines:
+        for line in lines:
+            kept.append(line)
+            seen += len(line.split())
+            if seen >= words:
+                break
+    corpus.write_text("".join(kept), encoding="utf-8")
+    return seen
+
+
 def train(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="embedtrain-exact-") as scratch:
         corpus, tokens = plain_copy(args.corpus, Path(scratch), 1)
-        print(f"corpus {args.corpus}: {tokens:,} tokens, {args.epochs} epochs, d=100")
+        if args.max_words:
+            tokens = prefix_of(corpus, args.max_words)
+        print(f"corpus {args.corpus} (first {tokens:,} tokens), {args.epochs} epochs, d=100")
         print("| head | epochs | seconds | words/s | Google analogy % | WS-353 | SimLex-999 |")
         print("|---|---|---|---|---|---|---|")
         for name in args.configs:
             out = Path(scratch) / f"{name}.bin"
-            epochs = args.softmax_epochs if name == "sg-softmax" else args.epochs
+            epochs = args.epochs
             command = [
                 sys.executable,
                 "-m",
@@ -151,7 +167,7 @@ def main() -> None:
     p = commands.add_parser("train")
     p.add_argument("corpus", type=Path)
     p.add_argument("--epochs", type=int, default=5)
-    p.add_argument("--softmax-epochs", type=int, default=1)
+    p.add_argument("--max-words", type=int, default=0, help="train on a prefix of this many words")
     p.add_argument("--configs", nargs="+", choices=list(TRAIN_CONFIGS), default=list(TRAIN_CONFIGS))
     p.add_argument("extra", nargs="*", help="extra options for embedtrain train (after --)")
     p.set_defaults(run=train)

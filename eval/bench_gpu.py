@@ -1,0 +1,169 @@
+"""GPU path against the CPU path, in one run.
+
+1. Words/s of whole training runs (SG-NS, CBOW-NS, SG-HS): the compiled CPU engine
+   (``--device cpu``), the batched engine on NumPy (the GPU code path run on the CPU,
+   ``EMBEDTRAIN_GPU_BACKEND=numpy --device gpu``), and the batched engine on a real GPU
+   (``--device gpu``) when one works.
+2. Pairs/s of one minibatch step of the exact heads (factored spherical and squared,
+   naive softmax) on the CPU backend and, when available, on the GPU.
+
+Without a working GPU it says so and measures only the CPU columns.
+
+    python eval/bench_gpu.py                       # shipped corpus
+    python eval/bench_gpu.py ../shared/corpora/bench17m.txt.xz --epochs 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from embedtrain.backend import GPU_BACKEND_ENV, GpuUnavailable, Ops, gpu_ops
+from embedtrain.cli import SHIPPED_CORPUS
+from embedtrain.heads.exact import softmax_head, spherical_head, squared_head
+from embedtrain.settings import Settings
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from bench_exact import make_batches, zipf_vocabulary
+from compare_gensim import plain_copy, timed_process
+
+CONFIGS = {
+    "sg-ns": ["--model", "skipgram", "--head", "ns"],
+    "cbow-ns": ["--model", "cbow", "--head", "ns"],
+    "sg-hs": ["--model", "skipgram", "--head", "hs"],
+}
+EXACT = {"spherical": spherical_head, "squared": squared_head, "softmax": softmax_head}
+
+
+def words_per_second(
+    corpus: Path,
+    tokens: int,
+    epochs: int,
+    options: list[str],
+    device: str,
+    numpy_gpu: bool,
+    scratch: Path,
+) -> float:
+    command = [
+        sys.executable,
+        "-m",
+        "embedtrain",
+        "train",
+        str(corpus),
+        "-o",
+        str(scratch / "v.bin"),
+        "--epochs",
+        str(epochs),
+        "--device",
+        device,
+        "--quiet",
+        *options,
+    ]
+    saved = os.environ.get(GPU_BACKEND_ENV)
+    if numpy_gpu:
+        os.environ[GPU_BACKEND_ENV] = "numpy"
+    else:
+        os.environ.pop(GPU_BACKEND_ENV, None)
+    try:
+        seconds, _ = timed_process(command)
+    finally:
+        if saved is None:
+            os.environ.pop(GPU_BACKEND_ENV, None)
+        else:
+            os.environ[GPU_BACKEND_ENV] = saved
+    return tokens * epochs / seconds
+
+
+def pairs_per_second(ops: Ops, make_head, vocab_size: int, dim: int, m: int, steps: int) -> float:
+    vocab = zipf_vocabulary(vocab_size)
+    head = make_head(vocab, Settings(dim=dim), ops, 0)
+    batches = [
+        (ops.asarray(h), ops.asarray(t))
+        for h, t in make_batches(np.random.default_rng(0), vocab_size, dim, m, 10, steps + 1)
+    ]
+    head.batch_step(*batches[0], 1e-3)
+    ops.synchronize()
+    started = time.perf_counter()
+    pairs = 0
+    for hidden, targets in batches[1:]:
+        pairs += head.batch_step(hidden, targets, 1e-3).pairs
+    ops.synchronize()
+    return pairs / (time.perf_counter() - started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("corpus", type=Path, nargs="?", default=SHIPPED_CORPUS)
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--vocab-size", type=int, default=50_000)
+    parser.add_argument("--dims", type=int, nargs="+", default=[100, 300])
+    parser.add_argument("--batch", type=int, nargs="+", default=[64, 1024])
+    args = parser.parse_args()
+    os.environ.pop(GPU_BACKEND_ENV, None)
+    try:
+        gpu = gpu_ops()
+        print(
+            f"GPU found: measuring CuPy ({gpu.xp.cuda.runtime.getDeviceProperties(0)['name'].decode()})"
+        )
+    except GpuUnavailable as exc:
+        gpu = None
+        print(f"NO GPU FOUND ({exc}): GPU columns are not measured; CPU columns only.")
+
+    with tempfile.TemporaryDirectory(prefix="embedtrain-gpu-") as scratch:
+        corpus, tokens = plain_copy(args.corpus, Path(scratch), 1)
+        print(
+            f"\ncorpus {args.corpus}: {tokens:,} tokens, {args.epochs} epoch(s), d=100, whole processes"
+        )
+        print(
+            "| config | compiled CPU words/s | batched on NumPy words/s | NumPy / compiled | GPU words/s | GPU / compiled |"
+        )
+        print("|---|---|---|---|---|---|")
+        for name, options in CONFIGS.items():
+            compiled = words_per_second(
+                corpus, tokens, args.epochs, options, "cpu", False, Path(scratch)
+            )
+            batched = words_per_second(
+                corpus, tokens, args.epochs, options, "gpu", True, Path(scratch)
+            )
+            on_gpu = (
+                words_per_second(corpus, tokens, args.epochs, options, "gpu", False, Path(scratch))
+                if gpu
+                else None
+            )
+            gpu_cells = (
+                f"{on_gpu:,.0f} | {on_gpu / compiled:.2f}x" if on_gpu else "not measured | -"
+            )
+            print(
+                f"| {name} | {compiled:,.0f} | {batched:,.0f} | {batched / compiled:.2f}x | {gpu_cells} |",
+                flush=True,
+            )
+
+    print(f"\nexact heads, one minibatch step, D={args.vocab_size:,}, K<=10 targets per example")
+    print("| head | d | m | CPU pairs/s | GPU pairs/s | GPU / CPU |")
+    print("|---|---|---|---|---|---|")
+    for dim in args.dims:
+        for m in args.batch:
+            for name, make_head in EXACT.items():
+                steps = 5 if name == "softmax" else 50
+                cpu = pairs_per_second(Ops(), make_head, args.vocab_size, dim, m, steps)
+                fast = (
+                    pairs_per_second(gpu, make_head, args.vocab_size, dim, m, steps)
+                    if gpu
+                    else None
+                )
+                cells = f"{fast:,.0f} | {fast / cpu:.1f}x" if fast else "not measured | -"
+                print(f"| {name} | {dim} | {m} | {cpu:,.0f} | {cells} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
