@@ -33,8 +33,8 @@ from embedtrain.vocab import Vocabulary
 #: a step with 2 lr lambda_max(H^T diag(dL/dq) H) above the cap gets a smaller rate.
 STABILITY_CAP = 0.5
 OUTPUT_INIT_STD = 0.01  # never zero: spherical softmax has a zero gradient at o = 0
-REINVERT_PERIOD = 50  # steps between exact re-inversions of U (Woodbury updates drift)
-REFOLD_PERIOD = 2000  # steps between unconditional refolds (recomputes Q exactly from V)
+REINVERT_PERIOD = 100  # steps between exact re-inversions of U (Woodbury updates drift)
+REFOLD_PERIOD = 5000  # steps between unconditional refolds (recomputes Q from V: no drift)
 #: Refold when the running upper bound on cond(U) passes this. Every step multiplies U by
 #: I - S^T S, whose eigenvalues lie in [1 - lambda, 1], so cond(U) grows at most by
 #: 1 / (1 - lambda) per step: a bound that costs nothing to keep.
@@ -122,23 +122,28 @@ class FullSoftmax:
         return loss, grad, None
 
 
-def stable_learning_rate(ops: Ops, hidden: Any, grad_q: Any, lr: float) -> tuple[float, float]:
+def stable_learning_rate(ops: Ops, weighted_gram: Any, lr: float) -> tuple[float, float]:
     """The largest rate <= ``lr`` with 2 lr lambda_max(H^T diag(dL/dq) H) <= STABILITY_CAP,
     and an upper bound on that lambda (the shrink of the step) at the returned rate.
 
-    The trace is a cheap upper bound; the exact m x m eigenvalue is computed only when
-    the bound is exceeded.
+    ``weighted_gram`` is the m x m matrix (sqrt(g) h)(sqrt(g) h)^T, g = dL/dq, which has the
+    same non-zero eigenvalues. Gershgorin's bound (the largest absolute row sum) is cheap and
+    tight for nearly orthogonal rows; the exact eigenvalue is computed only when it is exceeded.
     """
     xp = ops.xp
-    scale = 2.0 * grad_q
-    trace = float((scale * (hidden * hidden).sum(axis=1)).sum())
-    if trace * lr <= STABILITY_CAP:
-        return lr, trace * lr
-    scaled = xp.sqrt(scale)[:, None] * hidden
-    largest = float(xp.linalg.eigvalsh(scaled @ scaled.T)[-1])
-    if largest * lr <= STABILITY_CAP:
-        return lr, largest * lr
-    return STABILITY_CAP / largest, STABILITY_CAP
+    bound = float(xp.abs(weighted_gram).sum(axis=1).max())
+    if 2.0 * lr * bound <= STABILITY_CAP:
+        return lr, 2.0 * lr * bound
+    largest = float(xp.linalg.eigvalsh(weighted_gram)[-1])
+    if 2.0 * lr * largest <= STABILITY_CAP:
+        return lr, 2.0 * lr * largest
+    return STABILITY_CAP / (2.0 * largest), STABILITY_CAP
+
+
+def weighted_gram(hidden: Any, grad_q: Any) -> Any:
+    """(sqrt(g) h)(sqrt(g) h)^T for the stability check, g = dL/dq."""
+    weighted = hidden * grad_q[:, None] ** 0.5
+    return weighted @ weighted.T
 
 
 def _targets(ops: Ops, targets: Any) -> tuple[Any, Any]:
@@ -157,11 +162,9 @@ class _ExactHead(Head):
         self.capped_steps = 0
         self._reported_caps = 0
 
-    def _cap(self, hidden: Any, grad_q: Any, lr: float) -> tuple[float, float]:
-        """(rate to use, bound on the step's shrink lambda); no cap without dL/dq."""
-        if grad_q is None:
-            return lr, 0.0
-        used, shrink = stable_learning_rate(self.ops, hidden, grad_q, lr)
+    def _cap(self, gram: Any, lr: float) -> tuple[float, float]:
+        """(rate to use, bound on the step's shrink lambda) from :func:`weighted_gram`."""
+        used, shrink = stable_learning_rate(self.ops, gram, lr)
         self.capped_steps += used < lr
         return used, shrink
 
@@ -204,7 +207,8 @@ class NaiveHead(_ExactHead):
         output = h @ self.weights.T
         loss, grad, grad_q = self.loss.full_gradient(self.ops, output, rows, present)
         grad_hidden = grad @ self.weights
-        lr, _ = self._cap(h.astype(np.float64), grad_q, lr)
+        if grad_q is not None:
+            lr, _ = self._cap(weighted_gram(h.astype(np.float64), grad_q), lr)
         xp.matmul(grad.T, h, out=self._update)
         self._update *= -lr
         self.weights += self._update
@@ -224,7 +228,9 @@ class NaiveHead(_ExactHead):
 class FactoredHead(_ExactHead):
     """Spherical-family loss over the whole vocabulary in O(d^2 + K d) per example.
 
-    V (D x d) is stored in ``dtype`` (float32 by default); U, U^-1 and Q in float64.
+    V (D x d) is stored in ``dtype`` (float32 by default). The d x d state lives in one
+    float64 array [Q | U^T | U^-1] (d x 3d), so the three products with the batch's hidden
+    vectors are a single matrix product.
     """
 
     def __init__(
@@ -242,110 +248,138 @@ class FactoredHead(_ExactHead):
         rng = np.random.default_rng(seed)
         basis = rng.normal(0.0, OUTPUT_INIT_STD, (len(vocab), settings.dim)).astype(dtype)
         self.basis = ops.asarray(basis)
+        d = settings.dim
+        self.state = ops.xp.zeros((d, 3 * d), dtype=np.float64)
+        self.gram = self.state[:, :d]  # Q = W^T W
+        self.mix_t = self.state[:, d : 2 * d]  # U^T
+        self.mix_inverse = self.state[:, 2 * d :]  # U^-1
         self.steps = 0
         self.refolds = 0
         self._reset_factors()
 
+    @property
+    def mix(self) -> Any:
+        """U (a view)."""
+        return self.mix_t.T
+
     def _reset_factors(self) -> None:
         """U = I and Q recomputed exactly from V (after a refold or a load)."""
         xp = self.ops.xp
-        self.mix = xp.eye(self.dim, dtype=np.float64)
-        self.mix_inverse = xp.eye(self.dim, dtype=np.float64)
+        identity = xp.eye(self.dim, dtype=np.float64)
+        self.mix_t[...] = identity
+        self.mix_inverse[...] = identity
         self.condition_bound = 1.0
-        self.gram = xp.zeros((self.dim, self.dim), dtype=np.float64)
+        self.gram[...] = 0.0
         for start in range(0, self.basis.shape[0], REFOLD_CHUNK):
-            block = self.basis[start : start + REFOLD_CHUNK].astype(np.float64)
-            self.gram += block.T @ block
+            block = self.basis[start : start + REFOLD_CHUNK]
+            self.gram += block.T @ block  # per block in V's precision, summed in float64
 
     def refold(self) -> None:
         """V <- V U, U <- I: W unchanged, U perfectly conditioned, Q drift removed."""
+        mix = self.mix.astype(self.basis.dtype)
         for start in range(0, self.basis.shape[0], REFOLD_CHUNK):
-            block = self.basis[start : start + REFOLD_CHUNK].astype(np.float64) @ self.mix
-            self.basis[start : start + REFOLD_CHUNK] = block.astype(self.basis.dtype)
+            self.basis[start : start + REFOLD_CHUNK] = self.basis[start : start + REFOLD_CHUNK] @ mix
         self.refolds += 1
         self._reset_factors()
 
     def batch_step(self, hidden: Any, targets: Any, lr: float) -> StepResult:
         xp = self.ops.xp
+        d = self.dim
+        compute = self.basis.dtype  # products in V's precision; the state accumulates in float64
         present, rows = _targets(self.ops, targets)
-        h = hidden.astype(np.float64)
+        h = hidden.astype(compute)
         m = h.shape[0]
-        projected = h @ self.gram  # rows: (Q h_j)^T
-        q = (h * projected).sum(axis=1)
-        mixed = h @ self.mix.T  # rows: (U h_j)^T
-        gathered = self.basis[rows].astype(np.float64)  # (m, K, d): V at the targets
-        scores = xp.matmul(gathered, mixed[:, :, None])[:, :, 0]
+        state = self.state.astype(compute, copy=False)
+        products = h @ state
+        projected = products[:, :d]  # rows: (Q h_j)^T
+        mixed = products[:, d : 2 * d]  # rows: (U h_j)^T
+        pulled = products[:, 2 * d :]  # rows: h_j^T U^-1
+        q = (h * projected).sum(axis=1, dtype=np.float64)
+        gathered = xp.take(self.basis, rows, axis=0)  # (m, K, d): V at the targets
+        scores = xp.matmul(gathered, mixed[:, :, None])[:, :, 0].astype(np.float64)
         loss, grad_q, grad_scores = self.loss.derivatives(
             self.ops, q, scores, present, self.vocab_size
         )
-        target_sum = xp.matmul(grad_scores[:, None, :], gathered)[:, 0, :]  # rows: (V^T y_j)^T
-        sparse_part = target_sum @ self.mix  # rows: (W^T y_j)^T = (U^T V^T y_j)^T
-        grad_hidden = 2.0 * grad_q[:, None] * projected + sparse_part
+        step_scores = grad_scores.astype(compute)
+        target_sum = xp.matmul(step_scores[:, None, :], gathered)[:, 0, :]  # rows: (V^T y_j)^T
+        sparse_part = target_sum @ state[:, d : 2 * d].T  # rows: (W^T y_j)^T
+        step_q = grad_q.astype(compute)
+        grad_hidden = 2.0 * step_q[:, None] * projected + sparse_part
 
-        lr, shrink_bound = self._cap(h, grad_q, lr)
+        hh = h @ h.T
+        root_g = xp.sqrt(grad_q)
+        lr, shrink_bound = self._cap(hh * root_g[:, None] * root_g[None, :], lr)
         self.condition_bound /= 1.0 - shrink_bound
-        scale = 2.0 * lr * grad_q
-        shrink = xp.sqrt(scale)[:, None] * h  # S: W_new = W (I - S^T S) - lr Y H
-        inner = xp.eye(m) - shrink @ shrink.T
-        self.mix = self.mix - mixed.T @ (scale[:, None] * h)
-        self.mix_inverse = self.mix_inverse + shrink.T @ xp.linalg.solve(
-            inner, shrink @ self.mix_inverse
-        )
+        # W_new = W (I - S^T S) - lr Y H with S = diag(sqrt(2 lr g)) H.
+        root = xp.sqrt(2.0 * lr) * root_g
+        inner = xp.eye(m) - hh * root[:, None] * root[None, :]  # I - S S^T
+        solved = self.ops.solve_spd(inner, (root[:, None] * pulled).astype(compute))
+        back = pulled + (hh * root.astype(compute)[None, :]) @ solved  # rows: h_j^T U_new^-1
+        self.mix_t -= (2.0 * lr * step_q[:, None] * h).T @ mixed  # U <- U (I - S^T S)
+        self.mix_inverse += (root.astype(compute)[:, None] * h).T @ solved  # Woodbury
 
-        back = h @ self.mix_inverse  # rows: h_j^T U_new^-1
         example, slot = xp.nonzero(present)
-        updates = (-lr * grad_scores[example, slot])[:, None] * back[example]
-        self.ops.scatter_add(self.basis, rows[example, slot], updates.astype(self.basis.dtype))
+        words = rows[example, slot]
+        values = grad_scores[example, slot]
+        self.ops.scatter_add_scaled(self.basis, words, (-lr * values).astype(compute), back, example)
 
-        overlap = self._target_overlap(example, rows[example, slot], grad_scores[example, slot], m)
         cross = h @ sparse_part.T  # [i, j] = o_i^T y_j
         outer = (
-            4.0 * grad_q[:, None] * (projected @ h.T) * grad_q[None, :]
-            + 2.0 * grad_q[:, None] * cross
-            + 2.0 * cross.T * grad_q[None, :]
-            + overlap
-        )  # E^T E, E = dL/do for the batch (D x m), never formed
-        mixed_grad = grad_hidden.T @ h
-        gram = self.gram - lr * (mixed_grad + mixed_grad.T) + lr * lr * (h.T @ (outer @ h))
-        self.gram = 0.5 * (gram + gram.T)
+            4.0 * step_q[:, None] * (projected @ h.T) * step_q[None, :]
+            + 2.0 * step_q[:, None] * cross
+            + 2.0 * cross.T * step_q[None, :]
+            + self.ops.sparse_gram(example, words, values, m).astype(compute)
+        )  # E^T E, E = dL/do for the batch (D x m), never formed; Y^T Y is the target overlap
+        # Q <- Q - lr (G^T H + H^T G) + lr^2 H^T (E^T E) H, as one product.
+        left = xp.concatenate([h, -lr * grad_hidden], axis=0)
+        right = xp.concatenate([lr * lr * (outer @ h) - lr * grad_hidden, h], axis=0)
+        self.gram += left.T @ right
         self.steps += 1
         self._maintain()
         return StepResult(loss, int(example.shape[0]), grad_hidden.astype(hidden.dtype), lr)
 
-    def _target_overlap(self, example: Any, words: Any, values: Any, m: int) -> Any:
-        """Y^T Y (m x m) for the sparse targets, repeated words accumulated."""
-        xp = self.ops.xp
-        unique, column = xp.unique(words, return_inverse=True)
-        dense = xp.zeros((m, unique.shape[0]), dtype=np.float64)
-        self.ops.scatter_add(dense, (example, column.reshape(-1)), values)
-        return dense @ dense.T
-
     def _maintain(self) -> None:
-        if self.condition_bound > CONDITION_LIMIT or self.steps % REFOLD_PERIOD == 0:
+        """Re-invert U periodically; refold when U is ill-conditioned or on schedule. The
+        running bound is loose, so passing the limit first triggers a real estimate."""
+        if self.steps % REFOLD_PERIOD == 0:
             self.refold()
-        elif self.steps % REINVERT_PERIOD == 0:
-            self.mix_inverse = self.ops.xp.linalg.inv(self.mix)
-            singular = self.ops.xp.linalg.svd(self.mix, compute_uv=False)
-            self.condition_bound = float(singular[0] / singular[-1])
+        elif self.condition_bound > CONDITION_LIMIT or self.steps % REINVERT_PERIOD == 0:
+            self.mix_inverse[...] = self.ops.xp.linalg.inv(self.mix)
+            self.gram[...] = 0.5 * (self.gram + self.gram.T)
+            self.condition_bound = self._condition_estimate()
+            if self.condition_bound > CONDITION_LIMIT:
+                self.refold()
+
+    def _condition_estimate(self, iterations: int = 20) -> float:
+        """cond(U) = |U| |U^-1| (2-norms), each by power iteration: O(d^2) per iteration,
+        where an SVD would cost O(d^3)."""
+        xp = self.ops.xp
+        estimate = 1.0
+        for matrix in (self.mix, self.mix_inverse):
+            vector = xp.ones(self.dim) / self.dim**0.5
+            norm = 1.0
+            for _ in range(iterations):
+                vector = matrix.T @ (matrix @ vector)
+                norm = float(xp.linalg.norm(vector))
+                vector /= norm
+            estimate *= norm**0.5
+        return estimate
 
     def weights(self) -> Any:
         """W = V U on the backend (O(D d^2): for export and checks, not for training)."""
         return (self.basis.astype(np.float64) @ self.mix).astype(self.basis.dtype)
 
     def consistency(self) -> dict[str, float]:
-        """Invariants of the factored state: relative |Q - W^T W| and |U U^-1 - I|."""
+        """Invariants of the factored state: relative |Q - W^T W|, |U U^-1 - I|, cond(U)."""
         xp = self.ops.xp
         w = self.basis.astype(np.float64) @ self.mix
         exact = w.T @ w
-        gram_error = float(
-            xp.abs(self.gram - exact).max() / max(float(xp.abs(exact).max()), 1e-300)
-        )
+        scale = max(float(xp.abs(exact).max()), 1e-300)
+        gram_error = float(xp.abs(self.gram - exact).max()) / scale
         inverse_error = float(xp.abs(self.mix @ self.mix_inverse - xp.eye(self.dim)).max())
-        return {
-            "gram": gram_error,
-            "inverse": inverse_error,
-            "condition": float(xp.linalg.cond(self.mix)),
-        }
+        singular = xp.linalg.svd(self.mix_t, compute_uv=False)
+        condition = float(singular[0] / singular[-1])
+        return {"gram": gram_error, "inverse": inverse_error, "condition": condition}
 
     def parameters(self) -> dict[str, np.ndarray]:
         return {"output": self.ops.to_host(self.weights())}
