@@ -170,3 +170,53 @@ def test_training_through_cupy_ops_on_fake_cupy(with_fake_cupy, structured_corpu
         train(model, encoded, quiet=True)
         encoded.close()
     assert neighbour_purity(vocab.words, model.host_vectors()) >= 0.9
+
+
+def test_sparse_gram_matches_dense_with_repeats():
+    rng = np.random.default_rng(0)
+    rows = rng.integers(0, 6, 40)
+    columns = rng.integers(0, 5, 40)  # many repeated coordinates and shared columns
+    values = rng.normal(size=40)
+    dense = np.zeros((6, 5))
+    np.add.at(dense, (rows, columns), values)
+    np.testing.assert_allclose(
+        Ops().sparse_gram(rows, columns, values, 6), dense @ dense.T, atol=1e-12
+    )
+
+
+def test_solve_spd_and_scaled_scatter():
+    rng = np.random.default_rng(1)
+    h = rng.normal(size=(8, 5))
+    matrix = np.eye(8) + h @ h.T
+    rhs = rng.normal(size=(8, 3))
+    np.testing.assert_allclose(
+        Ops().solve_spd(matrix, rhs), np.linalg.solve(matrix, rhs), atol=1e-10
+    )
+    target = np.zeros((4, 3))
+    sources = rng.normal(size=(2, 3))
+    Ops().scatter_add_scaled(
+        target, np.array([1, 1, 3]), np.array([2.0, 1.0, -1.0]), sources, np.array([0, 1, 1])
+    )
+    np.testing.assert_allclose(target[1], 2 * sources[0] + sources[1])
+    np.testing.assert_allclose(target[3], -sources[1])
+
+
+def test_exact_head_through_cupy_ops_matches_numpy(with_fake_cupy):
+    """The factored head on the CuPy code paths (fake CuPy) gives the NumPy results."""
+    from embedtrain.heads.exact import FactoredHead, SphericalSoftmax
+    from embedtrain.settings import Settings
+    from embedtrain.vocab import Vocabulary
+
+    with_fake_cupy()
+    vocab = Vocabulary([f"w{i}" for i in range(30)], np.arange(30, 0, -1), 465)
+    heads = [
+        FactoredHead(SphericalSoftmax(1e-3), vocab, Settings(dim=6), ops, 0, dtype=np.float64)
+        for ops in (Ops(), select_ops("gpu"))
+    ]
+    rng = np.random.default_rng(2)
+    for _ in range(20):
+        hidden = rng.normal(0, 0.1, (5, 6))
+        targets = rng.integers(0, 6, (5, 4))
+        steps = [head.batch_step(hidden, targets, 0.01) for head in heads]
+        np.testing.assert_allclose(steps[0].grad_hidden, steps[1].grad_hidden, rtol=1e-10)
+    np.testing.assert_allclose(heads[0].weights(), heads[1].weights(), rtol=1e-10)
