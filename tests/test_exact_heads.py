@@ -178,3 +178,25 @@ def test_save_and_load_keep_weights():
     other.load_parameters(saved)
     assert relative(other.weights(), head.weights()) < 1e-12
     assert other.consistency()["gram"] < 1e-12
+
+
+@pytest.mark.parametrize("head,purity", [("spherical", 0.6), ("squared", 0.9)])
+def test_exact_heads_learn_structure_end_to_end(structured_corpus, head, purity):
+    """Training through the batched engine recovers the generated groups (chance: 0.2).
+    Spherical softmax is even in o, so words sharing contexts may point opposite ways;
+    its threshold is lower."""
+    from conftest import neighbour_purity
+
+    from embedtrain.corpus import Corpus
+    from embedtrain.model import Model
+    from embedtrain.train import encode_corpus, scan_vocabulary, train
+
+    settings = Settings(model="skipgram", head=head, dim=24, epochs=3, sample=0, batch_size=16)
+    with Corpus(structured_corpus) as corpus:
+        vocab = scan_vocabulary(corpus, settings, quiet=True)
+        model = Model(vocab, settings, Ops())
+        encoded = encode_corpus(corpus, vocab, quiet=True)
+        train(model, encoded, quiet=True)
+        encoded.close()
+    assert neighbour_purity(vocab.words, model.host_vectors()) >= purity
+    assert model.head.consistency()["gram"] < 1e-3
