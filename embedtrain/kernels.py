@@ -129,6 +129,13 @@ def _read_sentence(ids, start, keep, rng, sentence) -> tuple[int, int]:
     return n, end
 
 
+@njit(inline="always")
+def _reduced_window(rng, pos, n, window) -> tuple[int, int]:
+    """[lo, hi) around ``pos``: half-width window - b, b uniform in 0..window-1 (word2vec)."""
+    reduced = int(_next_random(rng) % np.uint64(window))
+    return max(0, pos - window + reduced), min(n, pos + window + 1 - reduced)
+
+
 @njit(nogil=True, fastmath=True, cache=True)
 def train_skipgram(head_step, state, vectors, ids, keep, window, lr_start, lr_end, rng):
     """Train skip-gram on one job; returns (loss sum, examples)."""
@@ -143,9 +150,7 @@ def train_skipgram(head_step, state, vectors, ids, keep, window, lr_start, lr_en
         lr = lr_start + (lr_end - lr_start) * start / total
         n, end = _read_sentence(ids, start, keep, rng, sentence)
         for pos in range(n):
-            reduced = int(_next_random(rng) % np.uint64(window))
-            lo = max(0, pos - window + reduced)
-            hi = min(n, pos + window + 1 - reduced)
+            lo, hi = _reduced_window(rng, pos, n, window)
             for c in range(lo, hi):
                 if c == pos:
                     continue
@@ -174,9 +179,7 @@ def train_cbow(head_step, state, vectors, ids, keep, window, lr_start, lr_end, r
         lr = lr_start + (lr_end - lr_start) * start / total
         n, end = _read_sentence(ids, start, keep, rng, sentence)
         for pos in range(n):
-            reduced = int(_next_random(rng) % np.uint64(window))
-            lo = max(0, pos - window + reduced)
-            hi = min(n, pos + window + 1 - reduced)
+            lo, hi = _reduced_window(rng, pos, n, window)
             count = hi - lo - 1
             if count <= 0:
                 continue

@@ -74,6 +74,9 @@ def words_per_second(
         os.environ.pop(GPU_BACKEND_ENV, None)
     try:
         seconds, _ = timed_process(command)
+    except SystemExit as failure:  # a diverged or failed run: report it, keep measuring
+        print(f"  ({' '.join(options)} on {device}: {str(failure).splitlines()[-1]})")
+        return float("nan")
     finally:
         if saved is None:
             os.environ.pop(GPU_BACKEND_ENV, None)

@@ -58,3 +58,17 @@ def neighbour_purity(words: list[str], vectors: np.ndarray, k: int = 3) -> float
         nearest = np.argsort(-similarity[i])[:k]
         hits += sum(members[j][0] == group for j in nearest)
     return hits / (k * len(members))
+
+
+def numeric_gradient(f, x: np.ndarray, eps: float = 1e-6) -> np.ndarray:
+    """Central finite differences of the scalar ``f()`` with respect to ``x`` (in place)."""
+    grad = np.zeros_like(x)
+    for i in np.ndindex(x.shape):
+        saved = x[i]
+        x[i] = saved + eps
+        up = f()
+        x[i] = saved - eps
+        down = f()
+        x[i] = saved
+        grad[i] = (up - down) / (2 * eps)
+    return grad

@@ -3,6 +3,7 @@ finite-difference reference, and the compiled per-example steps against the batc
 
 import numpy as np
 import pytest
+from conftest import numeric_gradient
 
 from embedtrain import kernels
 from embedtrain.backend import Ops
@@ -46,19 +47,6 @@ def reference_loss(head, hidden, output):
     scores = np.einsum("pd,prd->pr", hidden[example], output[rows])
     signed = np.where(labels > 0.5, -scores, scores)
     return float((np.logaddexp(0, signed) * mask).sum())
-
-
-def numeric_gradient(f, x, eps=1e-6):
-    grad = np.zeros_like(x)
-    for i in np.ndindex(x.shape):
-        saved = x[i]
-        x[i] = saved + eps
-        up = f()
-        x[i] = saved - eps
-        down = f()
-        x[i] = saved
-        grad[i] = (up - down) / (2 * eps)
-    return grad
 
 
 @pytest.mark.parametrize("kind", [NegativeSampling, HierarchicalSoftmax])

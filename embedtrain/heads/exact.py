@@ -157,10 +157,18 @@ class _ExactHead(Head):
 
     default_batch_size = 64
 
-    def __init__(self, vocab: Vocabulary, settings: Settings, ops: Ops, seed: int) -> None:
+    def __init__(self, loss, vocab: Vocabulary, settings: Settings, ops: Ops, seed: int) -> None:
         super().__init__(vocab, settings, ops, seed)
+        self.loss = loss
+        self.name = loss.name
         self.capped_steps = 0
         self._reported_caps = 0
+
+    def _initial_output(self, seed: int, dtype: Any) -> Any:
+        """Output weights N(0, OUTPUT_INIT_STD^2) on the backend, never zero."""
+        rng = np.random.default_rng(seed)
+        shape = (self.vocab_size, self.dim)
+        return self.ops.asarray(rng.normal(0.0, OUTPUT_INIT_STD, shape).astype(dtype))
 
     def _cap(self, gram: Any, lr: float) -> tuple[float, float]:
         """(rate to use, bound on the step's shrink lambda) from :func:`weighted_gram`."""
@@ -192,12 +200,8 @@ class NaiveHead(_ExactHead):
         seed: int,
         dtype: Any = np.float32,
     ) -> None:
-        super().__init__(vocab, settings, ops, seed)
-        self.loss = loss
-        self.name = loss.name
-        rng = np.random.default_rng(seed)
-        weights = rng.normal(0.0, OUTPUT_INIT_STD, (len(vocab), settings.dim)).astype(dtype)
-        self.weights = ops.asarray(weights)
+        super().__init__(loss, vocab, settings, ops, seed)
+        self.weights = self._initial_output(seed, dtype)
         self._update = ops.xp.empty_like(self.weights)
 
     def batch_step(self, hidden: Any, targets: Any, lr: float) -> StepResult:
@@ -242,12 +246,8 @@ class FactoredHead(_ExactHead):
         seed: int,
         dtype: Any = np.float32,
     ) -> None:
-        super().__init__(vocab, settings, ops, seed)
-        self.loss = loss
-        self.name = loss.name
-        rng = np.random.default_rng(seed)
-        basis = rng.normal(0.0, OUTPUT_INIT_STD, (len(vocab), settings.dim)).astype(dtype)
-        self.basis = ops.asarray(basis)
+        super().__init__(loss, vocab, settings, ops, seed)
+        self.basis = self._initial_output(seed, dtype)
         d = settings.dim
         self.state = ops.xp.zeros((d, 3 * d), dtype=np.float64)
         self.gram = self.state[:, :d]  # Q = W^T W
@@ -278,7 +278,9 @@ class FactoredHead(_ExactHead):
         """V <- V U, U <- I: W unchanged, U perfectly conditioned, Q drift removed."""
         mix = self.mix.astype(self.basis.dtype)
         for start in range(0, self.basis.shape[0], REFOLD_CHUNK):
-            self.basis[start : start + REFOLD_CHUNK] = self.basis[start : start + REFOLD_CHUNK] @ mix
+            self.basis[start : start + REFOLD_CHUNK] = (
+                self.basis[start : start + REFOLD_CHUNK] @ mix
+            )
         self.refolds += 1
         self._reset_factors()
 
@@ -312,16 +314,22 @@ class FactoredHead(_ExactHead):
         self.condition_bound /= 1.0 - shrink_bound
         # W_new = W (I - S^T S) - lr Y H with S = diag(sqrt(2 lr g)) H.
         root = xp.sqrt(2.0 * lr) * root_g
-        inner = xp.eye(m) - hh * root[:, None] * root[None, :]  # I - S S^T
-        solved = self.ops.solve_spd(inner, (root[:, None] * pulled).astype(compute))
-        back = pulled + (hh * root.astype(compute)[None, :]) @ solved  # rows: h_j^T U_new^-1
+        if m <= d:  # Woodbury: an m x m solve keeps U^-1 current
+            inner = xp.eye(m) - hh * root[:, None] * root[None, :]  # I - S S^T
+            solved = self.ops.solve_spd(inner, (root[:, None] * pulled).astype(compute))
+            back = pulled + (hh * root.astype(compute)[None, :]) @ solved  # h_j^T U_new^-1
+            self.mix_inverse += (root.astype(compute)[:, None] * h).T @ solved
         self.mix_t -= (2.0 * lr * step_q[:, None] * h).T @ mixed  # U <- U (I - S^T S)
-        self.mix_inverse += (root.astype(compute)[:, None] * h).T @ solved  # Woodbury
+        if m > d:  # inverting U directly is cheaper than the m x m system
+            self.mix_inverse[...] = xp.linalg.inv(self.mix)
+            back = h @ self.mix_inverse.astype(compute)
 
         example, slot = xp.nonzero(present)
         words = rows[example, slot]
         values = grad_scores[example, slot]
-        self.ops.scatter_add_scaled(self.basis, words, (-lr * values).astype(compute), back, example)
+        self.ops.scatter_add_scaled(
+            self.basis, words, (-lr * values).astype(compute), back, example
+        )
 
         cross = h @ sparse_part.T  # [i, j] = o_i^T y_j
         outer = (
