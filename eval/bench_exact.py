@@ -34,7 +34,7 @@ from embedtrain.vocab import Vocabulary
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from compare_gensim import plain_copy, scores_of, timed_process
+from compare_gensim import plain_copy, scores_of, timed_process, train_command
 
 LOSSES = {"spherical": lambda: SphericalSoftmax(1e-3), "squared": SquaredError}
 
@@ -127,22 +127,16 @@ def train(args: argparse.Namespace) -> None:
         for name in args.configs:
             out = Path(scratch) / f"{name}.bin"
             epochs = args.epochs
-            command = [
-                sys.executable,
-                "-m",
-                "embedtrain",
-                "train",
-                str(corpus),
-                "-o",
-                str(out),
+            command = train_command(
+                corpus,
+                out,
                 "--epochs",
                 str(epochs),
                 "--device",
                 "cpu",
-                "--quiet",
                 *TRAIN_CONFIGS[name],
                 *args.extra,
-            ]
+            )
             seconds, _ = timed_process(command)
             s = scores_of(out)
             print(

@@ -33,7 +33,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from bench_exact import make_batches, zipf_vocabulary
-from compare_gensim import plain_copy, timed_process
+from compare_gensim import plain_copy, timed_process, train_command
 
 CONFIGS = {
     "sg-ns": ["--model", "skipgram", "--head", "ns"],
@@ -52,21 +52,9 @@ def words_per_second(
     numpy_gpu: bool,
     scratch: Path,
 ) -> float:
-    command = [
-        sys.executable,
-        "-m",
-        "embedtrain",
-        "train",
-        str(corpus),
-        "-o",
-        str(scratch / "v.bin"),
-        "--epochs",
-        str(epochs),
-        "--device",
-        device,
-        "--quiet",
-        *options,
-    ]
+    command = train_command(
+        corpus, scratch / "v.bin", "--epochs", str(epochs), "--device", device, *options
+    )
     saved = os.environ.get(GPU_BACKEND_ENV)
     if numpy_gpu:
         os.environ[GPU_BACKEND_ENV] = "numpy"

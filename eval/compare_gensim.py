@@ -48,6 +48,21 @@ def timed_process(command: list[str]) -> tuple[float, float]:
     return seconds, usage.ru_maxrss / 1024.0
 
 
+def train_command(corpus: Path, out: Path, *options: str) -> list[str]:
+    """The ``embedtrain train`` process every benchmark times (quiet, vectors as .bin)."""
+    return [
+        sys.executable,
+        "-m",
+        "embedtrain",
+        "train",
+        str(corpus),
+        "-o",
+        str(out),
+        "--quiet",
+        *options,
+    ]
+
+
 def plain_copy(corpus: Path, directory: Path, repeat: int) -> tuple[Path, int]:
     """Decompressed (and optionally repeated) copy of the corpus; returns (path, tokens)."""
     target = directory / "corpus.txt"
@@ -103,14 +118,9 @@ def main() -> None:
         for i, name in enumerate(args.configs):
             model, head = CONFIGS[name]
             ours_out, theirs_out = directory / f"ours-{name}.bin", directory / f"gensim-{name}.bin"
-            ours = [
-                sys.executable,
-                "-m",
-                "embedtrain",
-                "train",
-                str(corpus),
-                "-o",
-                str(ours_out),
+            ours = train_command(
+                corpus,
+                ours_out,
                 "--model",
                 model,
                 "--head",
@@ -123,8 +133,7 @@ def main() -> None:
                 str(min_count),
                 "--device",
                 "cpu",
-                "--quiet",
-            ]
+            )
             theirs = [
                 sys.executable,
                 str(HERE / "gensim_worker.py"),
