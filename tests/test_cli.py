@@ -233,3 +233,30 @@ def test_ctrl_c_saves_model_and_resumes(structured_corpus, tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert out.exists()
+
+
+@pytest.mark.parametrize("head", ["spherical", "squared", "softmax"])
+def test_exact_heads_on_the_shipped_corpus(capsys, tmp_path, head):
+    """Every exact head trains from the CLI on the shipped corpus (no corpus argument) and
+    its vectors evaluate; --min-count 500 keeps the vocabulary, and the test, small."""
+    out = tmp_path / "v.txt"
+    code, _, _ = run_cli(
+        capsys,
+        "train",
+        "-o",
+        out,
+        "--head",
+        head,
+        "--epochs",
+        "1",
+        "--min-count",
+        "500",
+        "--dim",
+        "16",
+        "--device",
+        "cpu",
+        "--quiet",
+    )
+    assert code == 0
+    code, report, _ = run_cli(capsys, "eval", out, "--json")
+    assert code == 0 and len(json.loads(report)) == 3
