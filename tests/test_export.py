@@ -21,6 +21,17 @@ def test_word2vec_round_trip_through_gensim(tmp_path, binary):
     np.testing.assert_array_equal(loaded.vectors, vectors)  # exact, text included
 
 
+def test_output_gets_the_usual_file_mode(tmp_path):
+    import os
+
+    mask = os.umask(0o022)
+    try:
+        save_word2vec(tmp_path / "v.txt", WORDS, np.zeros((4, 2), dtype=np.float32), binary=False)
+    finally:
+        os.umask(mask)
+    assert (tmp_path / "v.txt").stat().st_mode & 0o777 == 0o644
+
+
 def test_failed_write_leaves_nothing_behind(tmp_path):
     target = tmp_path / "out.txt"
     target.write_text("previous")
