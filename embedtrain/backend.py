@@ -67,8 +67,7 @@ class Ops:
     def sparse_gram(self, rows: Any, columns: Any, values: Any, n_rows: int) -> Any:
         """A A^T (n_rows x n_rows, float64) for the sparse matrix A given as coordinates
         (``rows``, ``columns``, ``values``), repeated coordinates accumulated."""
-        head = np.full(int(columns.max()) + 1 if columns.size else 1, -1, dtype=np.int64)
-        return _sparse_gram(rows, columns, values.astype(np.float64), n_rows, head)
+        return _sparse_gram(rows, columns, values.astype(np.float64), n_rows)
 
     def solve_spd(self, matrix: Any, rhs: Any) -> Any:
         """Solve ``matrix @ x = rhs`` for a small symmetric positive definite matrix
@@ -108,13 +107,24 @@ def _scatter_scaled_rows(target, indices, scales, sources, source_rows) -> None:
 
 
 @njit(nogil=True, cache=True)
-def _sparse_gram(rows, columns, values, n_rows, head) -> np.ndarray:
-    """Entries sharing a column meet in a linked list per column (``head``: -1 unset)."""
+def _sparse_gram(rows, columns, values, n_rows) -> np.ndarray:
+    """Entries sharing a column meet in a linked list per column, found through a small
+    open-addressing table (O(entries), whatever the largest column index)."""
     n = rows.shape[0]
+    size = 2
+    while size < 2 * n:
+        size *= 2
+    keys = np.full(size, -1, dtype=np.int64)
+    last = np.full(size, -1, dtype=np.int64)
     following = np.empty(n, dtype=np.int64)
     for k in range(n):
-        following[k] = head[columns[k]]
-        head[columns[k]] = k
+        column = np.int64(columns[k])
+        slot = (column * 2654435761) & (size - 1)
+        while keys[slot] != -1 and keys[slot] != column:
+            slot = (slot + 1) & (size - 1)
+        keys[slot] = column
+        following[k] = last[slot]
+        last[slot] = k
     gram = np.zeros((n_rows, n_rows))
     for k in range(n):
         other = following[k]

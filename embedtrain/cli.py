@@ -153,7 +153,7 @@ def _run_train(args: argparse.Namespace) -> int:
         check_writable(args.save_model)
     if args.resume:
         # A resumed run keeps its saved settings; only its length and threads may change.
-        settings = _peek_settings(args.resume)
+        settings = Model.saved_settings(args.resume)
         settings.epochs = args.epochs or settings.epochs
         settings.threads = args.threads or settings.threads
     else:
@@ -201,13 +201,6 @@ def _run_train(args: argparse.Namespace) -> int:
         f"in {elapsed:.1f} s" + (f"; model saved to {args.save_model}" if args.save_model else ""),
     )
     return 0
-
-
-def _peek_settings(path: str) -> Settings:
-    from embedtrain.backend import Ops
-    from embedtrain.model import Model
-
-    return Model.load(path, Ops()).settings
 
 
 def _eval_parser(commands) -> None:

@@ -23,11 +23,8 @@ from embedtrain.model import Model
 class CompiledEngine:
     """Per-example SGD in compiled kernels, one call per job."""
 
-    def __init__(self, model: Model, keep: np.ndarray) -> None:
-        compiled = model.head.compiled_step()
-        if compiled is None:
-            raise ValueError(f"head {model.head.name} has no compiled step")
-        self.step, self.state = compiled
+    def __init__(self, model: Model, keep: np.ndarray, compiled: tuple) -> None:
+        self.step, self.state = compiled  # the head's compiled_step()
         self.model = model
         self.keep = keep
         self.driver = (
@@ -110,12 +107,16 @@ class BatchedEngine:
         hidden /= weights.sum(axis=1, keepdims=True)
         step = self.model.head.batch_step(hidden, centres[:, None], lr)
         example, slot = xp.nonzero(present)
-        self.ops.scatter_add(vectors, contexts[example, slot], -step.lr * step.grad_hidden[example])
+        scales = xp.full(example.shape[0], -step.lr, dtype=vectors.dtype)
+        self.ops.scatter_add_scaled(
+            vectors, contexts[example, slot], scales, step.grad_hidden, example
+        )
         return step.loss, step.pairs
 
 
 def make_engine(model: Model, keep: np.ndarray) -> CompiledEngine | BatchedEngine:
     """The compiled engine on the host when the head has a compiled step, else batched."""
-    if not model.ops.gpu_path and model.head.compiled_step() is not None:
-        return CompiledEngine(model, keep)
+    compiled = None if model.ops.gpu_path else model.head.compiled_step()
+    if compiled is not None:
+        return CompiledEngine(model, keep, compiled)
     return BatchedEngine(model, keep)

@@ -7,6 +7,8 @@ vocabulary with counts, input vectors, the head's parameters and the words done.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -60,14 +62,18 @@ class Model:
                 **arrays,
             )
 
+    @staticmethod
+    def saved_settings(path: str | Path) -> Settings:
+        """The settings stored in a model file, without loading its arrays."""
+        with _open_model(path) as data:
+            return Settings.from_dict(_header(path, data)["settings"])
+
     @classmethod
     def load(cls, path: str | Path, ops: Ops) -> Model:
         """Read a native model file written by :meth:`save`."""
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                header = json.loads(str(data["header"]))
-                if header.get("format") != FORMAT_VERSION:
-                    raise UsageError(f"{path}: unsupported model format {header.get('format')}")
+        with _open_model(path) as data:
+            header = _header(path, data)
+            try:
                 vocab = Vocabulary(
                     [str(w) for w in data["words"]],
                     data["counts"].astype(np.int64),
@@ -79,8 +85,29 @@ class Model:
                     {k[5:]: data[k] for k in data.files if k.startswith("head.")}
                 )
                 model.words_done = int(header["words_done"])
-        except FileNotFoundError as exc:
-            raise UsageError(f"model file {path} does not exist") from exc
-        except (OSError, ValueError, KeyError) as exc:
-            raise UsageError(f"{path} is not an embedtrain model file ({exc})") from exc
+            except (OSError, ValueError, KeyError) as exc:
+                raise UsageError(f"{path} is not an embedtrain model file ({exc})") from exc
         return model
+
+
+@contextmanager
+def _open_model(path: str | Path) -> Iterator:
+    """The model file's arrays, loaded lazily; unreadable files are usage errors."""
+    try:
+        data = np.load(path, allow_pickle=False)
+    except FileNotFoundError as exc:
+        raise UsageError(f"model file {path} does not exist") from exc
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"{path} is not an embedtrain model file ({exc})") from exc
+    with data:
+        yield data
+
+
+def _header(path: str | Path, data) -> dict:
+    try:
+        header = json.loads(str(data["header"]))
+    except (KeyError, ValueError) as exc:
+        raise UsageError(f"{path} is not an embedtrain model file ({exc})") from exc
+    if header.get("format") != FORMAT_VERSION:
+        raise UsageError(f"{path}: unsupported model format {header.get('format')}")
+    return header

@@ -14,6 +14,20 @@ from embedtrain.cli import main
 FAST = ["--dim", "16", "--epochs", "1", "--threads", "1", "--device", "cpu", "--quiet"]
 
 
+def train_process(corpus, out, *options):
+    """``python -m embedtrain train CORPUS -o OUT OPTIONS...`` as a subprocess command."""
+    return [
+        sys.executable,
+        "-m",
+        "embedtrain",
+        "train",
+        str(corpus),
+        "-o",
+        str(out),
+        *map(str, options),
+    ]
+
+
 def run_cli(capsys, *argv):
     code = main([str(a) for a in argv])
     captured = capsys.readouterr()
@@ -79,7 +93,7 @@ def test_stdin_corpus(structured_corpus, tmp_path):
     out = tmp_path / "v.txt"
     with open(structured_corpus, "rb") as stdin:
         done = subprocess.run(
-            [sys.executable, "-m", "embedtrain", "train", "-", "-o", str(out), *FAST],
+            train_process("-", out, *FAST),
             stdin=stdin,
             capture_output=True,
             timeout=300,
@@ -182,14 +196,9 @@ def test_help_lists_defaults(capsys):
 
 def test_ctrl_c_saves_model_and_resumes(structured_corpus, tmp_path):
     out = tmp_path / "v.txt"
-    command = [
-        sys.executable,
-        "-m",
-        "embedtrain",
-        "train",
-        str(structured_corpus),
-        "-o",
-        str(out),
+    command = train_process(
+        structured_corpus,
+        out,
         "--dim",
         "16",
         "--epochs",
@@ -198,7 +207,7 @@ def test_ctrl_c_saves_model_and_resumes(structured_corpus, tmp_path):
         "1",
         "--device",
         "cpu",
-    ]
+    )
     process = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.PIPE)
     seen = b""
     deadline = time.time() + 120
@@ -213,20 +222,7 @@ def test_ctrl_c_saves_model_and_resumes(structured_corpus, tmp_path):
     assert partial.exists() and f"saved to {partial}" in err
     assert not out.exists()
     done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "embedtrain",
-            "train",
-            str(structured_corpus),
-            "-o",
-            str(out),
-            "--resume",
-            str(partial),
-            "--epochs",
-            "3",
-            "--quiet",
-        ],
+        train_process(structured_corpus, out, "--resume", partial, "--epochs", "3", "--quiet"),
         capture_output=True,
         timeout=300,
         check=False,

@@ -8,7 +8,8 @@ minibatch SGD step never forms o (notation of ``shared/papers/BRIEF.md`` section
 
 - forward: q = h^T Q h, o_t = V_t (U h);
 - W_new = W (I - S^T S) - lr Y H with S = sqrt(2 lr dL/dq) H, applied as
-  U <- U (I - S^T S), U^-1 <- (I - S^T S)^-1 U^-1 (Woodbury, an m x m solve) and
+  U <- U (I - S^T S), U^-1 <- (I - S^T S)^-1 U^-1 (Woodbury, an m x m solve, when the
+  minibatch is smaller than d; a direct d x d inverse otherwise) and
   V_t <- V_t - lr a_t h^T U_new^-1 on the target rows only;
 - Q_new = Q - lr (G^T H + H^T G) + lr^2 H^T (E^T E) H, with G the hidden gradients and
   E^T E (m x m) assembled from H Q H^T, H Z^T and the target overlap Y^T Y.
@@ -157,18 +158,27 @@ class _ExactHead(Head):
 
     default_batch_size = 64
 
-    def __init__(self, loss, vocab: Vocabulary, settings: Settings, ops: Ops, seed: int) -> None:
+    def __init__(
+        self,
+        loss,
+        vocab: Vocabulary,
+        settings: Settings,
+        ops: Ops,
+        seed: int,
+        dtype: Any = np.float32,
+    ) -> None:
         super().__init__(vocab, settings, ops, seed)
         self.loss = loss
         self.name = loss.name
         self.capped_steps = 0
         self._reported_caps = 0
-
-    def _initial_output(self, seed: int, dtype: Any) -> Any:
-        """Output weights N(0, OUTPUT_INIT_STD^2) on the backend, never zero."""
         rng = np.random.default_rng(seed)
-        shape = (self.vocab_size, self.dim)
-        return self.ops.asarray(rng.normal(0.0, OUTPUT_INIT_STD, shape).astype(dtype))
+        initial = rng.normal(0.0, OUTPUT_INIT_STD, (self.vocab_size, self.dim)).astype(dtype)
+        self._start(ops.asarray(initial))
+
+    @abstractmethod
+    def _start(self, output: Any) -> None:
+        """Take the initial output weights (N(0, OUTPUT_INIT_STD^2), never zero)."""
 
     def _cap(self, gram: Any, lr: float) -> tuple[float, float]:
         """(rate to use, bound on the step's shrink lambda) from :func:`weighted_gram`."""
@@ -191,18 +201,9 @@ class _ExactHead(Head):
 class NaiveHead(_ExactHead):
     """The O(D d) reference: computes the whole output o = W h for every example."""
 
-    def __init__(
-        self,
-        loss,
-        vocab: Vocabulary,
-        settings: Settings,
-        ops: Ops,
-        seed: int,
-        dtype: Any = np.float32,
-    ) -> None:
-        super().__init__(loss, vocab, settings, ops, seed)
-        self.weights = self._initial_output(seed, dtype)
-        self._update = ops.xp.empty_like(self.weights)
+    def _start(self, output: Any) -> None:
+        self.weights = output
+        self._update = self.ops.xp.empty_like(output)
 
     def batch_step(self, hidden: Any, targets: Any, lr: float) -> StepResult:
         xp = self.ops.xp
@@ -222,8 +223,7 @@ class NaiveHead(_ExactHead):
         return {"output": self.ops.to_host(self.weights)}
 
     def load_parameters(self, arrays: dict[str, np.ndarray]) -> None:
-        self.weights = self.ops.asarray(arrays["output"], dtype=self.weights.dtype)
-        self._update = self.ops.xp.empty_like(self.weights)
+        self._start(self.ops.asarray(arrays["output"], dtype=self.weights.dtype))
 
     def output_vectors(self) -> np.ndarray:
         return self.ops.to_host(self.weights)
@@ -237,19 +237,10 @@ class FactoredHead(_ExactHead):
     vectors are a single matrix product.
     """
 
-    def __init__(
-        self,
-        loss: SphericalFamilyLoss,
-        vocab: Vocabulary,
-        settings: Settings,
-        ops: Ops,
-        seed: int,
-        dtype: Any = np.float32,
-    ) -> None:
-        super().__init__(loss, vocab, settings, ops, seed)
-        self.basis = self._initial_output(seed, dtype)
-        d = settings.dim
-        self.state = ops.xp.zeros((d, 3 * d), dtype=np.float64)
+    def _start(self, output: Any) -> None:
+        self.basis = output
+        d = self.dim
+        self.state = self.ops.xp.zeros((d, 3 * d), dtype=np.float64)
         self.gram = self.state[:, :d]  # Q = W^T W
         self.mix_t = self.state[:, d : 2 * d]  # U^T
         self.mix_inverse = self.state[:, 2 * d :]  # U^-1
@@ -388,6 +379,11 @@ class FactoredHead(_ExactHead):
         singular = xp.linalg.svd(self.mix_t, compute_uv=False)
         condition = float(singular[0] / singular[-1])
         return {"gram": gram_error, "inverse": inverse_error, "condition": condition}
+
+    def check_finite(self) -> bool:
+        """V and the d x d state, without forming W (O(D d^2))."""
+        xp = self.ops.xp
+        return bool(xp.isfinite(self.basis).all()) and bool(xp.isfinite(self.state).all())
 
     def parameters(self) -> dict[str, np.ndarray]:
         return {"output": self.ops.to_host(self.weights())}

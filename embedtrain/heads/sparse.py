@@ -44,8 +44,14 @@ class LogisticUnitsHead(Head):
         grad_pairs = xp.matmul(grad_scores[:, None, :], weights)[:, 0, :]
         grad_hidden = xp.zeros_like(hidden)
         self.ops.scatter_add(grad_hidden, example, grad_pairs)
-        update = (-lr * grad_scores)[:, :, None] * pair_hidden[:, None, :]
-        self.ops.scatter_add(self.output, rows.ravel(), update.reshape(-1, self.dim))
+        units = rows.shape[1]
+        self.ops.scatter_add_scaled(
+            self.output,
+            rows.ravel(),
+            (-lr * grad_scores).ravel().astype(self.output.dtype),
+            hidden,
+            xp.repeat(example, units),
+        )
         return StepResult((loss * mask).sum(dtype=np.float64), int(words.shape[0]), grad_hidden, lr)
 
     def parameters(self) -> dict[str, np.ndarray]:
