@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 from numba import njit
+from scipy.linalg import blas
 
 from embedtrain.errors import UsageError
 
@@ -67,15 +68,46 @@ class Ops:
     def sparse_gram(self, rows: Any, columns: Any, values: Any, n_rows: int) -> Any:
         """A A^T (n_rows x n_rows, float64) for the sparse matrix A given as coordinates
         (``rows``, ``columns``, ``values``), repeated coordinates accumulated."""
-        return _sparse_gram(rows, columns, values.astype(np.float64), n_rows)
+        return sparse_gram(rows, columns, values.astype(np.float64), n_rows)
 
     def solve_spd(self, matrix: Any, rhs: Any) -> Any:
         """Solve ``matrix @ x = rhs`` for a small symmetric positive definite matrix
         (Cholesky, then two triangular products: LAPACK's general solver costs several
         times more at these sizes)."""
         lower = np.linalg.cholesky(matrix)
-        inverse = _lower_triangular_inverse(lower).astype(rhs.dtype)
+        inverse = lower_triangular_inverse(lower).astype(rhs.dtype)
         return inverse.T @ (inverse @ rhs)
+
+    def gemm(self, a: Any, b: Any, out: Any = None, alpha: float = 1.0) -> Any:
+        """``alpha * a @ b``, or ``out += alpha * a @ b`` in place when ``out`` is given.
+
+        Calls BLAS through SciPy, the library the compiled kernels use (Numba binds to
+        SciPy's BLAS): NumPy bundles a second OpenBLAS whose idle threads spin for a while
+        after each call, and alternating between the two libraries makes them fight over
+        the cores. Operands are C-contiguous matrices or their transposes; in Fortran order
+        they are the transposes BLAS wants, so nothing is copied.
+        """
+        routine = blas.get_blas_funcs("gemm", (a, b) if out is None else (a, b, out))
+        a_fortran, a_trans = _fortran_operand(a)
+        b_fortran, b_trans = _fortran_operand(b)
+        # C = A B in C order is C^T = B^T A^T in Fortran order.
+        if out is None:
+            return routine(alpha, b_fortran, a_fortran, trans_a=b_trans, trans_b=a_trans).T
+        if not out.flags.c_contiguous:
+            raise ValueError("gemm accumulates into C-contiguous arrays only")
+        result = routine(
+            alpha,
+            b_fortran,
+            a_fortran,
+            beta=1.0,
+            c=out.T,
+            trans_a=b_trans,
+            trans_b=a_trans,
+            overwrite_c=True,
+        )
+        if not np.may_share_memory(result, out):  # SciPy had to convert ``out``: copy back
+            out[...] = result.T
+        return out
 
     def random_state(self, seed: int) -> Any:
         """A seeded random generator living on this backend."""
@@ -86,6 +118,15 @@ class Ops:
 
     def release_memory(self) -> None:
         """Return cached device memory to the system (a no-op on the host)."""
+
+
+def _fortran_operand(matrix: np.ndarray) -> tuple[np.ndarray, int]:
+    """(Fortran-ordered array, BLAS transpose flag) whose op() is ``matrix`` transposed."""
+    if matrix.flags.c_contiguous:
+        return matrix.T, 0
+    if matrix.flags.f_contiguous:
+        return matrix, 1
+    return np.ascontiguousarray(matrix).T, 0
 
 
 @njit(nogil=True, cache=True)
@@ -107,7 +148,7 @@ def _scatter_scaled_rows(target, indices, scales, sources, source_rows) -> None:
 
 
 @njit(nogil=True, cache=True)
-def _sparse_gram(rows, columns, values, n_rows) -> np.ndarray:
+def sparse_gram(rows, columns, values, n_rows) -> np.ndarray:
     """Entries sharing a column meet in a linked list per column, found through a small
     open-addressing table (O(entries), whatever the largest column index)."""
     n = rows.shape[0]
@@ -138,16 +179,22 @@ def _sparse_gram(rows, columns, values, n_rows) -> np.ndarray:
 
 
 @njit(nogil=True, fastmath=True, cache=True)
-def _lower_triangular_inverse(lower: np.ndarray) -> np.ndarray:
+def lower_triangular_inverse(lower: np.ndarray) -> np.ndarray:
+    """Inverse of a lower-triangular matrix, row by row: each row of the inverse is a
+    combination of the rows above it (contiguous row operations, which vectorise)."""
     n = lower.shape[0]
     inverse = np.zeros_like(lower)
-    for j in range(n):
-        inverse[j, j] = 1.0 / lower[j, j]
-        for i in range(j + 1, n):
-            total = 0.0
-            for k in range(j, i):
-                total += lower[i, k] * inverse[k, j]
-            inverse[i, j] = -total / lower[i, i]
+    for i in range(n):
+        row = inverse[i]
+        row[i] = 1.0
+        for k in range(i):
+            factor = lower[i, k]
+            above = inverse[k]
+            for j in range(k + 1):
+                row[j] -= factor * above[j]
+        scale = 1.0 / lower[i, i]
+        for j in range(i + 1):
+            row[j] *= scale
     return inverse
 
 
@@ -185,6 +232,15 @@ class CupyOps(Ops):
 
     def solve_spd(self, matrix: Any, rhs: Any) -> Any:
         return self.xp.linalg.solve(matrix, rhs)
+
+    def gemm(self, a: Any, b: Any, out: Any = None, alpha: float = 1.0) -> Any:
+        product = a @ b
+        if alpha != 1.0:
+            product *= alpha
+        if out is None:
+            return product
+        out += product
+        return out
 
     def synchronize(self) -> None:
         self.xp.cuda.Stream.null.synchronize()

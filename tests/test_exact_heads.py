@@ -140,12 +140,12 @@ def test_stable_rate_keeps_the_multiplicative_factor_positive():
     rng = np.random.default_rng(0)
     hidden = rng.normal(0, 3, (20, DIM))
     grad_q = rng.random(20) + 0.5
-    lr, shrink = exact.stable_learning_rate(Ops(), exact.weighted_gram(hidden, grad_q), 10.0)
+    lr, shrink = exact.stable_learning_rate(Ops(), exact.weighted_gram(Ops(), hidden, grad_q), 10.0)
     assert shrink == exact.STABILITY_CAP
     factor = np.eye(DIM) - 2 * lr * hidden.T @ (grad_q[:, None] * hidden)
     assert lr < 10.0
     assert np.linalg.eigvalsh(factor).min() >= 1 - exact.STABILITY_CAP - 1e-9
-    small = exact.weighted_gram(hidden * 1e-6, grad_q)
+    small = exact.weighted_gram(Ops(), hidden * 1e-6, grad_q)
     assert exact.stable_learning_rate(Ops(), small, 0.01)[0] == 0.01
 
 

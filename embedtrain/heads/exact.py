@@ -26,7 +26,9 @@ from typing import Any
 import numpy as np
 
 from embedtrain.backend import Ops
+from embedtrain.heads import factored_kernel
 from embedtrain.heads.base import PADDING, Head, StepResult
+from embedtrain.heads.factored_kernel import factored_step, refresh_inverse, workspace_size
 from embedtrain.settings import Settings
 from embedtrain.vocab import Vocabulary
 
@@ -40,6 +42,7 @@ REFOLD_PERIOD = 5000  # steps between unconditional refolds (recomputes Q from V
 #: I - S^T S, whose eigenvalues lie in [1 - lambda, 1], so cond(U) grows at most by
 #: 1 / (1 - lambda) per step: a bound that costs nothing to keep.
 CONDITION_LIMIT = 100.0
+POWER_ITERATIONS = 20  # per norm in the cond(U) estimate
 REFOLD_CHUNK = 16_384  # rows of V per block while refolding (bounds the float64 temporaries)
 
 
@@ -47,6 +50,8 @@ class SphericalFamilyLoss(ABC):
     """A loss L_j = F(q_j, o_j[targets]) per example, summed over the batch."""
 
     name: str
+    kind: int  # the loss as the compiled step knows it (factored_kernel.SQUARED, ...)
+    epsilon: float = 0.0
 
     @abstractmethod
     def derivatives(
@@ -72,6 +77,7 @@ class SquaredError(SphericalFamilyLoss):
     """Sum over targets t of |o - e_t|^2 = K q - 2 sum_t o_t + K."""
 
     name = "squared"
+    kind = factored_kernel.SQUARED
 
     def derivatives(self, ops, q, scores, present, vocab_size):
         weights = present.astype(np.float64)
@@ -84,6 +90,7 @@ class SphericalSoftmax(SphericalFamilyLoss):
     """Sum over targets t of -log P(t|h), P(t|h) = (o_t^2 + eps) / (q + D eps)."""
 
     name = "spherical"
+    kind = factored_kernel.SPHERICAL
 
     def __init__(self, epsilon: float) -> None:
         self.epsilon = epsilon
@@ -141,10 +148,10 @@ def stable_learning_rate(ops: Ops, weighted_gram: Any, lr: float) -> tuple[float
     return STABILITY_CAP / (2.0 * largest), STABILITY_CAP
 
 
-def weighted_gram(hidden: Any, grad_q: Any) -> Any:
+def weighted_gram(ops: Ops, hidden: Any, grad_q: Any) -> Any:
     """(sqrt(g) h)(sqrt(g) h)^T for the stability check, g = dL/dq."""
     weighted = hidden * grad_q[:, None] ** 0.5
-    return weighted @ weighted.T
+    return ops.gemm(weighted, weighted.T)
 
 
 def _targets(ops: Ops, targets: Any) -> tuple[Any, Any]:
@@ -203,20 +210,18 @@ class NaiveHead(_ExactHead):
 
     def _start(self, output: Any) -> None:
         self.weights = output
-        self._update = self.ops.xp.empty_like(output)
 
     def batch_step(self, hidden: Any, targets: Any, lr: float) -> StepResult:
-        xp = self.ops.xp
-        present, rows = _targets(self.ops, targets)
+        """Three O(m D d) products; the update of W accumulates in place (BLAS beta = 1)."""
+        ops = self.ops
+        present, rows = _targets(ops, targets)
         h = hidden.astype(self.weights.dtype)
-        output = h @ self.weights.T
-        loss, grad, grad_q = self.loss.full_gradient(self.ops, output, rows, present)
-        grad_hidden = grad @ self.weights
+        output = ops.gemm(h, self.weights.T)
+        loss, grad, grad_q = self.loss.full_gradient(ops, output, rows, present)
+        grad_hidden = ops.gemm(grad, self.weights)
         if grad_q is not None:
-            lr, _ = self._cap(weighted_gram(h.astype(np.float64), grad_q), lr)
-        xp.matmul(grad.T, h, out=self._update)
-        self._update *= -lr
-        self.weights += self._update
+            lr, _ = self._cap(weighted_gram(ops, h.astype(np.float64), grad_q), lr)
+        ops.gemm(grad.T, h, out=self.weights, alpha=-lr)
         return StepResult(loss, int(present.sum()), grad_hidden.astype(hidden.dtype), lr)
 
     def parameters(self) -> dict[str, np.ndarray]:
@@ -246,6 +251,7 @@ class FactoredHead(_ExactHead):
         self.mix_inverse = self.state[:, 2 * d :]  # U^-1
         self.steps = 0
         self.refolds = 0
+        self._workspace = np.empty(0, dtype=output.dtype)  # scratch of the compiled step
         self._reset_factors()
 
     @property
@@ -276,6 +282,36 @@ class FactoredHead(_ExactHead):
         self._reset_factors()
 
     def batch_step(self, hidden: Any, targets: Any, lr: float) -> StepResult:
+        if self.ops.gpu_path:
+            result = self._array_step(hidden, targets, lr)
+        else:
+            result = self._compiled_step(hidden, targets, lr)
+        self.steps += 1
+        self._maintain()
+        return result
+
+    def _compiled_step(self, hidden: Any, targets: Any, lr: float) -> StepResult:
+        """The CPU path: the whole step in one compiled call (:mod:`factored_kernel`)."""
+        needed = workspace_size(hidden.shape[0], self.dim)
+        if self._workspace.shape[0] < needed:
+            self._workspace = np.empty(needed, dtype=self.basis.dtype)
+        loss, pairs, grad_hidden, used, shrink = factored_step(
+            self.basis,
+            self.state,
+            np.ascontiguousarray(hidden, dtype=self.basis.dtype),
+            np.ascontiguousarray(targets, dtype=np.int64),
+            float(lr),
+            self.loss.kind,
+            self.loss.epsilon,
+            STABILITY_CAP,
+            self._workspace,
+        )
+        self.capped_steps += used < lr
+        self.condition_bound /= 1.0 - shrink
+        return StepResult(np.float64(loss), pairs, grad_hidden.astype(hidden.dtype), used)
+
+    def _array_step(self, hidden: Any, targets: Any, lr: float) -> StepResult:
+        """The step written against ``xp``: the GPU path (and the compiled step's twin)."""
         xp = self.ops.xp
         d = self.dim
         compute = self.basis.dtype  # products in V's precision; the state accumulates in float64
@@ -333,8 +369,6 @@ class FactoredHead(_ExactHead):
         left = xp.concatenate([h, -lr * grad_hidden], axis=0)
         right = xp.concatenate([lr * lr * (outer @ h) - lr * grad_hidden, h], axis=0)
         self.gram += left.T @ right
-        self.steps += 1
-        self._maintain()
         return StepResult(loss, int(example.shape[0]), grad_hidden.astype(hidden.dtype), lr)
 
     def _maintain(self) -> None:
@@ -343,21 +377,23 @@ class FactoredHead(_ExactHead):
         if self.steps % REFOLD_PERIOD == 0:
             self.refold()
         elif self.condition_bound > CONDITION_LIMIT or self.steps % REINVERT_PERIOD == 0:
-            self.mix_inverse[...] = self.ops.xp.linalg.inv(self.mix)
-            self.gram[...] = 0.5 * (self.gram + self.gram.T)
-            self.condition_bound = self._condition_estimate()
+            if self.ops.gpu_path:
+                self.condition_bound = self._array_refresh_inverse()
+            else:
+                self.condition_bound = refresh_inverse(self.state, POWER_ITERATIONS)
             if self.condition_bound > CONDITION_LIMIT:
                 self.refold()
 
-    def _condition_estimate(self, iterations: int = 20) -> float:
-        """cond(U) = |U| |U^-1| (2-norms), each by power iteration: O(d^2) per iteration,
-        where an SVD would cost O(d^3)."""
+    def _array_refresh_inverse(self) -> float:
+        """:func:`factored_kernel.refresh_inverse` written against ``xp``."""
         xp = self.ops.xp
+        self.mix_inverse[...] = xp.linalg.inv(self.mix)
+        self.gram[...] = 0.5 * (self.gram + self.gram.T)
         estimate = 1.0
         for matrix in (self.mix, self.mix_inverse):
             vector = xp.ones(self.dim) / self.dim**0.5
             norm = 1.0
-            for _ in range(iterations):
+            for _ in range(POWER_ITERATIONS):
                 vector = matrix.T @ (matrix @ vector)
                 norm = float(xp.linalg.norm(vector))
                 vector /= norm

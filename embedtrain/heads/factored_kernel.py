@@ -1,0 +1,288 @@
+"""The factored exact step as one compiled CPU function.
+
+Same mathematics as the array form in :meth:`FactoredHead._array_step` (and the same
+notation), written so that a minibatch costs eight BLAS products and a few loops instead
+of some forty NumPy calls: at d = 100 the calls, not the arithmetic, were most of the
+time. The products are grouped by their common factor:
+
+- ``H [Q | U^T | U^-1]`` gives Q h, U h and h^T U^-1 for every example (m x d x 3d);
+- ``H [H; H Q; Z]^T`` gives H H^T, H Q H^T and the cross term H Z^T (m x d x 3m);
+- ``H^T [B | -2 lr diag(g) U H | diag(r) X]`` updates Q (as B^T H + H^T B), U^T and
+  U^-1 at once (d x m x 3d), with B = lr^2/2 (E^T E) H - lr G.
+
+Products run in V's precision (float32 in training); the d x d state and every
+reduction accumulate in float64, as in the array form.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from embedtrain.backend import lower_triangular_inverse, sparse_gram
+
+SQUARED = 0
+SPHERICAL = 1
+#: Loops vectorise with reassociation and fused multiply-adds; NaN and infinity keep
+#: their IEEE behaviour, so a diverging run is still caught by the finiteness check.
+FAST = {"reassoc", "contract", "nsz", "arcp"}
+
+
+@njit(cache=True)
+def _target_overlap(targets, grad_scores):
+    """Y^T Y (m x m, float64) for the K-sparse targets Y (D x m) holding dL/do_t."""
+    m, width = targets.shape
+    count = 0
+    for j in range(m):
+        for k in range(width):
+            count += targets[j, k] >= 0
+    examples = np.empty(count, dtype=np.int64)
+    words = np.empty(count, dtype=np.int64)
+    values = np.empty(count)
+    entry = 0
+    for j in range(m):
+        for k in range(width):
+            if targets[j, k] >= 0:
+                examples[entry] = j
+                words[entry] = targets[j, k]
+                values[entry] = grad_scores[j, k]
+                entry += 1
+    return sparse_gram(examples, words, values, m)
+
+
+@njit(fastmath=FAST, cache=True)
+def _spd_inverse(matrix):
+    """Inverse of a small symmetric positive definite matrix through its Cholesky factor."""
+    lower_inverse = lower_triangular_inverse(np.linalg.cholesky(matrix))
+    return np.dot(lower_inverse.T, lower_inverse)
+
+
+@njit(fastmath=FAST, cache=True)
+def _stable_rate(pair_products, root_g, lr, cap):
+    """(rate, shrink bound): the largest rate <= lr with 2 rate lambda_max <= cap for the
+    m x m matrix diag(sqrt g) H H^T diag(sqrt g) (H H^T: the first m columns of
+    ``pair_products``); Gershgorin first, eigvalsh only when that bound is exceeded."""
+    m = root_g.shape[0]
+    bound = 0.0
+    for a in range(m):
+        row_sum = 0.0
+        for b in range(m):
+            row_sum += abs(pair_products[a, b] * root_g[a] * root_g[b])
+        bound = max(bound, row_sum)
+    if 2.0 * lr * bound <= cap:
+        return lr, 2.0 * lr * bound
+    weighted = np.empty((m, m))
+    for a in range(m):
+        for b in range(m):
+            weighted[a, b] = pair_products[a, b] * root_g[a] * root_g[b]
+    largest = np.linalg.eigvalsh(weighted)[-1]
+    if 2.0 * lr * largest <= cap:
+        return lr, 2.0 * lr * largest
+    return cap / (2.0 * largest), cap
+
+
+def workspace_size(m: int, dim: int) -> int:
+    """Elements of scratch space (V's dtype) one step of ``m`` examples carves its
+    temporaries from: preallocated, so a step allocates almost nothing (at d = 300 fresh
+    megabyte-sized temporaries cost page faults every step)."""
+    return 7 * dim * dim + 14 * m * dim + 6 * m * m
+
+
+@njit(cache=True)
+def _carve(workspace, offset, rows, columns):
+    """A (rows, columns) C-contiguous view of the workspace at ``offset``, and the next offset."""
+    stop = offset + rows * columns
+    return workspace[offset:stop].reshape((rows, columns)), stop
+
+
+@njit(fastmath=FAST, cache=True)
+def factored_step(basis, state, hidden, targets, lr, loss_kind, epsilon, cap, workspace):
+    """One exact minibatch step on V (``basis``, updated in place at the target rows) and
+    ``state`` = [Q | U^T | U^-1] (float64, d x 3d, updated in place).
+
+    ``hidden`` is C-contiguous in V's dtype; ``workspace`` holds at least
+    :func:`workspace_size` elements of it. Returns (summed loss, pairs, dL/dhidden
+    (m x d), rate used, shrink bound).
+    """
+    vocab_size, dim = basis.shape
+    m, width = targets.shape
+    h = hidden
+
+    state_c, at = _carve(workspace, 0, dim, 3 * dim)
+    for a in range(dim):
+        for b in range(3 * dim):
+            state_c[a, b] = state[a, b]
+    products, at = _carve(workspace, at, m, 3 * dim)  # rows [(Q h)^T | (U h)^T | h^T U^-1]
+    np.dot(h, state_c, products)
+    stacked, at = _carve(workspace, at, 3 * m, dim)  # [H; H Q; Z], Z rows (W^T y_j)^T
+    target_sum, at = _carve(workspace, at, m, dim)  # rows (V^T y_j)^T
+
+    # One pass over the target rows: outputs o_t = V_t (U h), the loss and its
+    # derivatives g = dL/dq and dL/do_t, and the target rows weighted by dL/do_t.
+    grad_q = np.zeros(m)
+    grad_scores = np.zeros((m, width))
+    loss = 0.0
+    pairs = 0
+    for j in range(m):
+        q = 0.0
+        for i in range(dim):
+            stacked[j, i] = h[j, i]
+            stacked[m + j, i] = products[j, i]
+            target_sum[j, i] = 0.0
+            q += h[j, i] * products[j, i]
+        count = 0
+        for k in range(width):
+            word = targets[j, k]
+            if word < 0:
+                continue
+            count += 1
+            row = basis[word]
+            score = 0.0
+            for i in range(dim):
+                score += row[i] * products[j, dim + i]
+            if loss_kind == SQUARED:
+                loss += 1.0 - 2.0 * score
+                value = -2.0
+            else:
+                target = score * score + epsilon
+                loss -= np.log(target)
+                value = -2.0 * score / target
+            grad_scores[j, k] = value
+            for i in range(dim):
+                target_sum[j, i] += value * row[i]
+        pairs += count
+        if loss_kind == SQUARED:
+            loss += count * q
+            grad_q[j] = count
+        else:
+            norm = q + vocab_size * epsilon
+            loss += count * np.log(norm)
+            grad_q[j] = count / norm
+
+    mix_t, at = _carve(workspace, at, dim, dim)  # U^T
+    for a in range(dim):
+        for b in range(dim):
+            mix_t[a, b] = state_c[a, dim + b]
+    sparse_part = stacked[2 * m :]
+    np.dot(target_sum, mix_t.T, sparse_part)
+    grad_hidden = np.empty((m, dim), dtype=basis.dtype)
+    for j in range(m):
+        for i in range(dim):
+            grad_hidden[j, i] = 2.0 * grad_q[j] * products[j, i] + sparse_part[j, i]
+
+    pair_products, at = _carve(workspace, at, m, 3 * m)  # [H H^T | H Q H^T | H Z^T]
+    np.dot(h, stacked.T, pair_products)
+    root_g = np.sqrt(grad_q)
+    used_lr, shrink = _stable_rate(pair_products, root_g, lr, cap)
+
+    # W_new = W (I - S^T S) - lr Y H with S = diag(root) H.
+    root = np.sqrt(2.0 * used_lr) * root_g
+    woodbury = m <= dim
+    update_width = 3 * dim if woodbury else 2 * dim
+    right, at = _carve(workspace, at, m, update_width)
+    back, at = _carve(workspace, at, m, dim)  # rows h_j^T U_new^-1
+    if woodbury:  # U^-1 by Woodbury: an m x m system
+        inner = np.empty((m, m))  # I - S S^T
+        for a in range(m):
+            for b in range(m):
+                inner[a, b] = -pair_products[a, b] * root[a] * root[b]
+            inner[a, a] += 1.0
+        inverse = _spd_inverse(inner)
+        inverse_c, at = _carve(workspace, at, m, m)
+        coupling, at = _carve(workspace, at, m, m)  # H H^T diag(root)
+        scaled, at = _carve(workspace, at, m, dim)
+        for a in range(m):
+            for b in range(m):
+                inverse_c[a, b] = inverse[a, b]
+                coupling[a, b] = pair_products[a, b] * root[b]
+            for i in range(dim):
+                scaled[a, i] = root[a] * products[a, 2 * dim + i]
+        solved, at = _carve(workspace, at, m, dim)
+        np.dot(inverse_c, scaled, solved)
+        np.dot(coupling, solved, back)
+        for j in range(m):
+            for i in range(dim):
+                back[j, i] += products[j, 2 * dim + i]
+                right[j, 2 * dim + i] = root[j] * solved[j, i]
+
+    outer, at = _carve(workspace, at, m, m)  # E^T E, E = dL/do (D x m), never formed
+    overlap = _target_overlap(targets, grad_scores)
+    for a in range(m):
+        for b in range(m):
+            outer[a, b] = (
+                4.0 * grad_q[a] * pair_products[a, m + b] * grad_q[b]
+                + 2.0 * grad_q[a] * pair_products[a, 2 * m + b]
+                + 2.0 * pair_products[b, 2 * m + a] * grad_q[b]
+                + overlap[a, b]
+            )
+    curvature, at = _carve(workspace, at, m, dim)
+    np.dot(outer, h, curvature)
+    half_square = 0.5 * used_lr * used_lr
+    for j in range(m):
+        for i in range(dim):
+            right[j, i] = half_square * curvature[j, i] - used_lr * grad_hidden[j, i]
+            right[j, dim + i] = -2.0 * used_lr * grad_q[j] * products[j, dim + i]
+    update, at = _carve(workspace, at, dim, update_width)
+    np.dot(h.T, right, update)
+    _add_symmetrised(state, update, dim)  # Q += H^T B + B^T H, B = lr^2/2 E^T E H - lr G
+    for a in range(dim):
+        for b in range(dim, update_width):
+            state[a, b] += update[a, b]  # U <- U (I - S^T S); U^-1 by Woodbury
+    if not woodbury:  # inverting U directly is cheaper than the m x m system
+        inverse_mix = np.linalg.inv(np.ascontiguousarray(state[:, dim : 2 * dim].T))
+        state[:, 2 * dim :] = inverse_mix
+        np.dot(h, inverse_mix.astype(basis.dtype), back)
+
+    for j in range(m):
+        for k in range(width):
+            word = targets[j, k]
+            if word < 0:
+                continue
+            row = basis[word]
+            scale = -used_lr * grad_scores[j, k]
+            for i in range(dim):
+                row[i] += scale * back[j, i]
+    return loss, pairs, grad_hidden, used_lr, shrink
+
+
+@njit(fastmath=FAST, cache=True)
+def _add_symmetrised(state, update, dim):
+    """state[:dim, :dim] += X + X^T for X = update[:dim, :dim], in tiles: the transposed
+    reads stay in cache instead of striding across a row per element."""
+    tile = 32
+    for row_start in range(0, dim, tile):
+        row_stop = min(row_start + tile, dim)
+        for column_start in range(0, dim, tile):
+            column_stop = min(column_start + tile, dim)
+            for a in range(row_start, row_stop):
+                for b in range(column_start, column_stop):
+                    state[a, b] += update[a, b] + update[b, a]
+
+
+@njit(cache=True)
+def refresh_inverse(state, iterations):
+    """Recompute U^-1 exactly and symmetrise Q (both drift under rank-m updates); return
+    an estimate of cond(U) = |U| |U^-1| (2-norms, each by power iteration: O(d^2) per
+    iteration, where an SVD would cost O(d^3))."""
+    dim = state.shape[0]
+    mix = np.ascontiguousarray(state[:, dim : 2 * dim].T)
+    inverse = np.linalg.inv(mix)
+    state[:, 2 * dim :] = inverse
+    for a in range(dim):
+        for b in range(a):
+            mean = 0.5 * (state[a, b] + state[b, a])
+            state[a, b] = mean
+            state[b, a] = mean
+    return _spectral_norm(mix, iterations) * _spectral_norm(inverse, iterations)
+
+
+@njit(cache=True)
+def _spectral_norm(matrix, iterations):
+    """Largest singular value by power iteration on M^T M."""
+    vector = np.ones(matrix.shape[1]) / np.sqrt(matrix.shape[1])
+    norm = 1.0
+    for _ in range(iterations):
+        vector = np.dot(matrix.T, np.dot(matrix, vector))
+        norm = np.sqrt(np.dot(vector, vector))
+        vector /= norm
+    return np.sqrt(norm)
