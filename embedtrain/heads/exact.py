@@ -262,6 +262,7 @@ class FactoredHead(_ExactHead):
     def _reset_factors(self) -> None:
         """U = I and Q recomputed exactly from V (after a refold or a load)."""
         xp = self.ops.xp
+        self._mirrored = False
         identity = xp.eye(self.dim, dtype=np.float64)
         self.mix_t[...] = identity
         self.mix_inverse[...] = identity
@@ -269,14 +270,14 @@ class FactoredHead(_ExactHead):
         self.gram[...] = 0.0
         for start in range(0, self.basis.shape[0], REFOLD_CHUNK):
             block = self.basis[start : start + REFOLD_CHUNK]
-            self.gram += block.T @ block  # per block in V's precision, summed in float64
+            self.gram += self.ops.gemm(block.T, block)  # V's precision, summed in float64
 
     def refold(self) -> None:
         """V <- V U, U <- I: W unchanged, U perfectly conditioned, Q drift removed."""
         mix = self.mix.astype(self.basis.dtype)
         for start in range(0, self.basis.shape[0], REFOLD_CHUNK):
-            self.basis[start : start + REFOLD_CHUNK] = (
-                self.basis[start : start + REFOLD_CHUNK] @ mix
+            self.basis[start : start + REFOLD_CHUNK] = self.ops.gemm(
+                self.basis[start : start + REFOLD_CHUNK], mix
             )
         self.refolds += 1
         self._reset_factors()
@@ -295,6 +296,7 @@ class FactoredHead(_ExactHead):
         needed = workspace_size(hidden.shape[0], self.dim)
         if self._workspace.shape[0] < needed:
             self._workspace = np.empty(needed, dtype=self.basis.dtype)
+            self._mirrored = False
         loss, pairs, grad_hidden, used, shrink = factored_step(
             self.basis,
             self.state,
@@ -305,7 +307,9 @@ class FactoredHead(_ExactHead):
             self.loss.epsilon,
             STABILITY_CAP,
             self._workspace,
+            self._mirrored,
         )
+        self._mirrored = True
         self.capped_steps += used < lr
         self.condition_bound /= 1.0 - shrink
         return StepResult(np.float64(loss), pairs, grad_hidden.astype(hidden.dtype), used)
@@ -377,6 +381,7 @@ class FactoredHead(_ExactHead):
         if self.steps % REFOLD_PERIOD == 0:
             self.refold()
         elif self.condition_bound > CONDITION_LIMIT or self.steps % REINVERT_PERIOD == 0:
+            self._mirrored = False
             if self.ops.gpu_path:
                 self.condition_bound = self._array_refresh_inverse()
             else:

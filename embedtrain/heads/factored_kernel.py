@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 from numba import njit
+from numba.extending import overload
 
 from embedtrain.backend import lower_triangular_inverse, sparse_gram
 
@@ -26,6 +27,22 @@ SPHERICAL = 1
 #: Loops vectorise with reassociation and fused multiply-adds; NaN and infinity keep
 #: their IEEE behaviour, so a diverging run is still caught by the finiteness check.
 FAST = {"reassoc", "contract", "nsz", "arcp"}
+
+
+def _cast_like(value, probe):
+    """``value`` converted to ``probe``'s dtype (compiled code only): inner loops then
+    run in V's precision instead of converting every element to float64 and back."""
+    raise NotImplementedError("only callable from compiled code")
+
+
+@overload(_cast_like)
+def _cast_like_compiled(value, probe):
+    dtype = probe.dtype
+
+    def cast(value, probe):
+        return dtype(value)
+
+    return cast
 
 
 @njit(cache=True)
@@ -96,12 +113,14 @@ def _carve(workspace, offset, rows, columns):
 
 
 @njit(fastmath=FAST, cache=True)
-def factored_step(basis, state, hidden, targets, lr, loss_kind, epsilon, cap, workspace):
+def factored_step(basis, state, hidden, targets, lr, loss_kind, epsilon, cap, workspace, mirrored):
     """One exact minibatch step on V (``basis``, updated in place at the target rows) and
     ``state`` = [Q | U^T | U^-1] (float64, d x 3d, updated in place).
 
     ``hidden`` is C-contiguous in V's dtype; ``workspace`` holds at least
-    :func:`workspace_size` elements of it. Returns (summed loss, pairs, dL/dhidden
+    :func:`workspace_size` elements of it and starts with a copy of ``state`` in that
+    dtype, which the step keeps current; ``mirrored`` says whether that copy is already
+    there (False after anything else changed the state). Returns (summed loss, pairs, dL/dhidden
     (m x d), rate used, shrink bound).
     """
     vocab_size, dim = basis.shape
@@ -109,9 +128,10 @@ def factored_step(basis, state, hidden, targets, lr, loss_kind, epsilon, cap, wo
     h = hidden
 
     state_c, at = _carve(workspace, 0, dim, 3 * dim)
-    for a in range(dim):
-        for b in range(3 * dim):
-            state_c[a, b] = state[a, b]
+    if not mirrored:
+        for a in range(dim):
+            for b in range(3 * dim):
+                state_c[a, b] = state[a, b]
     products, at = _carve(workspace, at, m, 3 * dim)  # rows [(Q h)^T | (U h)^T | h^T U^-1]
     np.dot(h, state_c, products)
     stacked, at = _carve(workspace, at, 3 * m, dim)  # [H; H Q; Z], Z rows (W^T y_j)^T
@@ -131,15 +151,17 @@ def factored_step(basis, state, hidden, targets, lr, loss_kind, epsilon, cap, wo
             target_sum[j, i] = 0.0
             q += h[j, i] * products[j, i]
         count = 0
+        mixed = products[j, dim : 2 * dim]
+        summed = target_sum[j]
         for k in range(width):
             word = targets[j, k]
             if word < 0:
                 continue
             count += 1
             row = basis[word]
-            score = 0.0
+            score = _cast_like(0.0, basis)
             for i in range(dim):
-                score += row[i] * products[j, dim + i]
+                score += row[i] * mixed[i]
             if loss_kind == SQUARED:
                 loss += 1.0 - 2.0 * score
                 value = -2.0
@@ -148,8 +170,9 @@ def factored_step(basis, state, hidden, targets, lr, loss_kind, epsilon, cap, wo
                 loss -= np.log(target)
                 value = -2.0 * score / target
             grad_scores[j, k] = value
+            weight = _cast_like(value, basis)
             for i in range(dim):
-                target_sum[j, i] += value * row[i]
+                summed[i] += weight * row[i]
         pairs += count
         if loss_kind == SQUARED:
             loss += count * q
@@ -167,8 +190,9 @@ def factored_step(basis, state, hidden, targets, lr, loss_kind, epsilon, cap, wo
     np.dot(target_sum, mix_t.T, sparse_part)
     grad_hidden = np.empty((m, dim), dtype=basis.dtype)
     for j in range(m):
+        factor = _cast_like(2.0 * grad_q[j], basis)
         for i in range(dim):
-            grad_hidden[j, i] = 2.0 * grad_q[j] * products[j, i] + sparse_part[j, i]
+            grad_hidden[j, i] = factor * products[j, i] + sparse_part[j, i]
 
     pair_products, at = _carve(workspace, at, m, 3 * m)  # [H H^T | H Q H^T | H Z^T]
     np.dot(h, stacked.T, pair_products)
@@ -195,15 +219,17 @@ def factored_step(basis, state, hidden, targets, lr, loss_kind, epsilon, cap, wo
             for b in range(m):
                 inverse_c[a, b] = inverse[a, b]
                 coupling[a, b] = pair_products[a, b] * root[b]
+            factor = _cast_like(root[a], basis)
             for i in range(dim):
-                scaled[a, i] = root[a] * products[a, 2 * dim + i]
+                scaled[a, i] = factor * products[a, 2 * dim + i]
         solved, at = _carve(workspace, at, m, dim)
         np.dot(inverse_c, scaled, solved)
         np.dot(coupling, solved, back)
         for j in range(m):
+            factor = _cast_like(root[j], basis)
             for i in range(dim):
                 back[j, i] += products[j, 2 * dim + i]
-                right[j, 2 * dim + i] = root[j] * solved[j, i]
+                right[j, 2 * dim + i] = factor * solved[j, i]
 
     outer, at = _carve(workspace, at, m, m)  # E^T E, E = dL/do (D x m), never formed
     overlap = _target_overlap(targets, grad_scores)
@@ -217,21 +243,25 @@ def factored_step(basis, state, hidden, targets, lr, loss_kind, epsilon, cap, wo
             )
     curvature, at = _carve(workspace, at, m, dim)
     np.dot(outer, h, curvature)
-    half_square = 0.5 * used_lr * used_lr
+    half_square = _cast_like(0.5 * used_lr * used_lr, basis)
+    rate = _cast_like(used_lr, basis)
     for j in range(m):
+        factor = _cast_like(-2.0 * used_lr * grad_q[j], basis)
         for i in range(dim):
-            right[j, i] = half_square * curvature[j, i] - used_lr * grad_hidden[j, i]
-            right[j, dim + i] = -2.0 * used_lr * grad_q[j] * products[j, dim + i]
+            right[j, i] = half_square * curvature[j, i] - rate * grad_hidden[j, i]
+            right[j, dim + i] = factor * products[j, dim + i]
     update, at = _carve(workspace, at, dim, update_width)
     np.dot(h.T, right, update)
-    _add_symmetrised(state, update, dim)  # Q += H^T B + B^T H, B = lr^2/2 E^T E H - lr G
+    _add_symmetrised(state, state_c, update, dim)  # Q += H^T B + B^T H
     for a in range(dim):
         for b in range(dim, update_width):
             state[a, b] += update[a, b]  # U <- U (I - S^T S); U^-1 by Woodbury
+            state_c[a, b] = state[a, b]
     if not woodbury:  # inverting U directly is cheaper than the m x m system
         inverse_mix = np.linalg.inv(np.ascontiguousarray(state[:, dim : 2 * dim].T))
         state[:, 2 * dim :] = inverse_mix
-        np.dot(h, inverse_mix.astype(basis.dtype), back)
+        state_c[:, 2 * dim :] = inverse_mix
+        np.dot(h, state_c[:, 2 * dim :].copy(), back)
 
     for j in range(m):
         for k in range(width):
@@ -239,16 +269,18 @@ def factored_step(basis, state, hidden, targets, lr, loss_kind, epsilon, cap, wo
             if word < 0:
                 continue
             row = basis[word]
-            scale = -used_lr * grad_scores[j, k]
+            scale = _cast_like(-used_lr * grad_scores[j, k], basis)
+            direction = back[j]
             for i in range(dim):
-                row[i] += scale * back[j, i]
+                row[i] += scale * direction[i]
     return loss, pairs, grad_hidden, used_lr, shrink
 
 
 @njit(fastmath=FAST, cache=True)
-def _add_symmetrised(state, update, dim):
-    """state[:dim, :dim] += X + X^T for X = update[:dim, :dim], in tiles: the transposed
-    reads stay in cache instead of striding across a row per element."""
+def _add_symmetrised(state, mirror, update, dim):
+    """state[:dim, :dim] += X + X^T for X = update[:dim, :dim] (and the result copied to
+    ``mirror``), in tiles: the transposed reads stay in cache instead of striding across
+    a row per element."""
     tile = 32
     for row_start in range(0, dim, tile):
         row_stop = min(row_start + tile, dim)
@@ -257,6 +289,7 @@ def _add_symmetrised(state, update, dim):
             for a in range(row_start, row_stop):
                 for b in range(column_start, column_stop):
                     state[a, b] += update[a, b] + update[b, a]
+                    mirror[a, b] = state[a, b]
 
 
 @njit(cache=True)
