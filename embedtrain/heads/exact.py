@@ -238,17 +238,17 @@ class FactoredHead(_ExactHead):
     """Spherical-family loss over the whole vocabulary in O(d^2 + K d) per example.
 
     V (D x d) is stored in ``dtype`` (float32 by default). The d x d state lives in one
-    float64 array [Q | U^T | U^-1] (d x 3d), so the three products with the batch's hidden
-    vectors are a single matrix product.
+    float64 array [Q; U; U^-T] (3d x d), so the three products with the batch's hidden
+    vectors are a single matrix product with its transpose, and U is contiguous.
     """
 
     def _start(self, output: Any) -> None:
         self.basis = output
         d = self.dim
-        self.state = self.ops.xp.zeros((d, 3 * d), dtype=np.float64)
-        self.gram = self.state[:, :d]  # Q = W^T W
-        self.mix_t = self.state[:, d : 2 * d]  # U^T
-        self.mix_inverse = self.state[:, 2 * d :]  # U^-1
+        self.state = self.ops.xp.zeros((3 * d, d), dtype=np.float64)
+        self.gram = self.state[:d]  # Q = W^T W
+        self.mix_t = self.state[d : 2 * d].T  # U^T (a view: the state holds U)
+        self.mix_inverse = self.state[2 * d :].T  # U^-1 (a view: the state holds U^-T)
         self.steps = 0
         self.refolds = 0
         self._workspace = np.empty(0, dtype=output.dtype)  # scratch of the compiled step
@@ -322,7 +322,7 @@ class FactoredHead(_ExactHead):
         present, rows = _targets(self.ops, targets)
         h = hidden.astype(compute)
         m = h.shape[0]
-        state = self.state.astype(compute, copy=False)
+        state = self.state.T.astype(compute, copy=False)  # [Q | U^T | U^-1]
         products = h @ state
         projected = products[:, :d]  # rows: (Q h_j)^T
         mixed = products[:, d : 2 * d]  # rows: (U h_j)^T

@@ -3,15 +3,18 @@
 Same mathematics as the array form in :meth:`FactoredHead._array_step` (and the same
 notation), written so that a minibatch costs eight BLAS products and a few loops instead
 of some forty NumPy calls: at d = 100 the calls, not the arithmetic, were most of the
-time. The products are grouped by their common factor:
+time. The state is stored as [Q; U; U^-T] (3d x d), and the products are grouped by
+their common factor:
 
-- ``H [Q | U^T | U^-1]`` gives Q h, U h and h^T U^-1 for every example (m x d x 3d);
+- ``H [Q; U; U^-T]^T`` gives Q h, U h and h^T U^-1 for every example (m x d x 3d);
 - ``H [H; H Q; Z]^T`` gives H H^T, H Q H^T and the cross term H Z^T (m x d x 3m);
-- ``H^T [B | -2 lr diag(g) U H | diag(r) X]`` updates Q (as B^T H + H^T B), U^T and
-  U^-1 at once (d x m x 3d), with B = lr^2/2 (E^T E) H - lr G.
+- ``[B | -2 lr diag(g) U H | diag(r) X]^T H`` updates Q (as B^T H + H^T B), U and
+  U^-T at once (3d x m x d), with B = lr^2/2 (E^T E) H - lr G.
 
-Products run in V's precision (float32 in training); the d x d state and every
-reduction accumulate in float64, as in the array form.
+Products run in V's precision (float32 in training) on a copy of the state in that
+precision which the step keeps current; the float64 state and every reduction
+accumulate in float64, as in the array form. Temporaries come from a preallocated
+workspace, and every BLAS call goes to SciPy's OpenBLAS (see :meth:`Ops.gemm`).
 """
 
 from __future__ import annotations
@@ -102,7 +105,7 @@ def workspace_size(m: int, dim: int) -> int:
     """Elements of scratch space (V's dtype) one step of ``m`` examples carves its
     temporaries from: preallocated, so a step allocates almost nothing (at d = 300 fresh
     megabyte-sized temporaries cost page faults every step)."""
-    return 7 * dim * dim + 14 * m * dim + 6 * m * m
+    return 6 * dim * dim + 14 * m * dim + 6 * m * m
 
 
 @njit(cache=True)
@@ -115,7 +118,7 @@ def _carve(workspace, offset, rows, columns):
 @njit(fastmath=FAST, cache=True)
 def factored_step(basis, state, hidden, targets, lr, loss_kind, epsilon, cap, workspace, mirrored):
     """One exact minibatch step on V (``basis``, updated in place at the target rows) and
-    ``state`` = [Q | U^T | U^-1] (float64, d x 3d, updated in place).
+    ``state`` = [Q; U; U^-T] (float64, 3d x d, updated in place).
 
     ``hidden`` is C-contiguous in V's dtype; ``workspace`` holds at least
     :func:`workspace_size` elements of it and starts with a copy of ``state`` in that
@@ -127,13 +130,15 @@ def factored_step(basis, state, hidden, targets, lr, loss_kind, epsilon, cap, wo
     m, width = targets.shape
     h = hidden
 
-    state_c, at = _carve(workspace, 0, dim, 3 * dim)
+    mirror, at = _carve(workspace, 0, 3 * dim, dim)
     if not mirrored:
-        for a in range(dim):
-            for b in range(3 * dim):
-                state_c[a, b] = state[a, b]
+        for a in range(3 * dim):
+            for b in range(dim):
+                mirror[a, b] = state[a, b]
+    mix, _ = _carve(workspace, dim * dim, dim, dim)  # U in the mirror
+    inverse_t, _ = _carve(workspace, 2 * dim * dim, dim, dim)  # U^-T in the mirror
     products, at = _carve(workspace, at, m, 3 * dim)  # rows [(Q h)^T | (U h)^T | h^T U^-1]
-    np.dot(h, state_c, products)
+    np.dot(h, mirror.T, products)
     stacked, at = _carve(workspace, at, 3 * m, dim)  # [H; H Q; Z], Z rows (W^T y_j)^T
     target_sum, at = _carve(workspace, at, m, dim)  # rows (V^T y_j)^T
 
@@ -182,12 +187,8 @@ def factored_step(basis, state, hidden, targets, lr, loss_kind, epsilon, cap, wo
             loss += count * np.log(norm)
             grad_q[j] = count / norm
 
-    mix_t, at = _carve(workspace, at, dim, dim)  # U^T
-    for a in range(dim):
-        for b in range(dim):
-            mix_t[a, b] = state_c[a, dim + b]
     sparse_part = stacked[2 * m :]
-    np.dot(target_sum, mix_t.T, sparse_part)
+    np.dot(target_sum, mix, sparse_part)
     grad_hidden = np.empty((m, dim), dtype=basis.dtype)
     for j in range(m):
         factor = _cast_like(2.0 * grad_q[j], basis)
@@ -202,7 +203,7 @@ def factored_step(basis, state, hidden, targets, lr, loss_kind, epsilon, cap, wo
     # W_new = W (I - S^T S) - lr Y H with S = diag(root) H.
     root = np.sqrt(2.0 * used_lr) * root_g
     woodbury = m <= dim
-    update_width = 3 * dim if woodbury else 2 * dim
+    update_width = 3 * dim if woodbury else 2 * dim  # U^-1 comes from Woodbury or inv(U)
     right, at = _carve(workspace, at, m, update_width)
     back, at = _carve(workspace, at, m, dim)  # rows h_j^T U_new^-1
     if woodbury:  # U^-1 by Woodbury: an m x m system
@@ -250,18 +251,20 @@ def factored_step(basis, state, hidden, targets, lr, loss_kind, epsilon, cap, wo
         for i in range(dim):
             right[j, i] = half_square * curvature[j, i] - rate * grad_hidden[j, i]
             right[j, dim + i] = factor * products[j, dim + i]
-    update, at = _carve(workspace, at, dim, update_width)
-    np.dot(h.T, right, update)
-    _add_symmetrised(state, state_c, update, dim)  # Q += H^T B + B^T H
-    for a in range(dim):
-        for b in range(dim, update_width):
-            state[a, b] += update[a, b]  # U <- U (I - S^T S); U^-1 by Woodbury
-            state_c[a, b] = state[a, b]
+    update, at = _carve(workspace, at, update_width, dim)  # [X_Q; X_U; X_U^-T], X = R^T H
+    np.dot(right.T, h, update)
+    _add_symmetrised(state, mirror, update, dim)  # Q += H^T B + B^T H
+    for a in range(dim, update_width):
+        for b in range(dim):
+            state[a, b] += update[a, b]  # U <- U (I - S^T S); U^-T by Woodbury
+            mirror[a, b] = state[a, b]
     if not woodbury:  # inverting U directly is cheaper than the m x m system
-        inverse_mix = np.linalg.inv(np.ascontiguousarray(state[:, dim : 2 * dim].T))
-        state[:, 2 * dim :] = inverse_mix
-        state_c[:, 2 * dim :] = inverse_mix
-        np.dot(h, state_c[:, 2 * dim :].copy(), back)
+        inverse = np.linalg.inv(state[dim : 2 * dim])
+        for a in range(dim):
+            for b in range(dim):
+                state[2 * dim + a, b] = inverse[b, a]
+                inverse_t[a, b] = inverse[b, a]
+        np.dot(h, inverse_t.T, back)
 
     for j in range(m):
         for k in range(width):
@@ -297,10 +300,10 @@ def refresh_inverse(state, iterations):
     """Recompute U^-1 exactly and symmetrise Q (both drift under rank-m updates); return
     an estimate of cond(U) = |U| |U^-1| (2-norms, each by power iteration: O(d^2) per
     iteration, where an SVD would cost O(d^3))."""
-    dim = state.shape[0]
-    mix = np.ascontiguousarray(state[:, dim : 2 * dim].T)
+    dim = state.shape[1]
+    mix = np.ascontiguousarray(state[dim : 2 * dim])
     inverse = np.linalg.inv(mix)
-    state[:, 2 * dim :] = inverse
+    state[2 * dim :] = inverse.T
     for a in range(dim):
         for b in range(a):
             mean = 0.5 * (state[a, b] + state[b, a])
