@@ -281,18 +281,12 @@ def factored_step(basis, state, hidden, targets, lr, loss_kind, epsilon, cap, wo
 
 @njit(fastmath=FAST, cache=True)
 def _add_symmetrised(state, mirror, update, dim):
-    """state[:dim, :dim] += X + X^T for X = update[:dim, :dim] (and the result copied to
-    ``mirror``), in tiles: the transposed reads stay in cache instead of striding across
-    a row per element."""
-    tile = 32
-    for row_start in range(0, dim, tile):
-        row_stop = min(row_start + tile, dim)
-        for column_start in range(0, dim, tile):
-            column_stop = min(column_start + tile, dim)
-            for a in range(row_start, row_stop):
-                for b in range(column_start, column_stop):
-                    state[a, b] += update[a, b] + update[b, a]
-                    mirror[a, b] = state[a, b]
+    """state[:dim] += X + X^T for X = update[:dim] (d x d), the result copied to ``mirror``.
+    (Row by row with the transposed reads strided: measured faster here than tiling.)"""
+    for a in range(dim):
+        for b in range(dim):
+            state[a, b] += update[a, b] + update[b, a]
+            mirror[a, b] = state[a, b]
 
 
 @njit(cache=True)
