@@ -156,6 +156,7 @@ def factored_step(basis, state, hidden, targets, lr, loss_kind, epsilon, cap, wo
             target_sum[j, i] = 0.0
             q += h[j, i] * products[j, i]
         count = 0
+        targets_product = 1.0  # spherical: prod_t (o_t^2 + eps), logged once per example
         mixed = products[j, dim : 2 * dim]
         summed = target_sum[j]
         for k in range(width):
@@ -172,7 +173,10 @@ def factored_step(basis, state, hidden, targets, lr, loss_kind, epsilon, cap, wo
                 value = -2.0
             else:
                 target = score * score + epsilon
-                loss -= np.log(target)
+                targets_product *= target
+                if not (1e-150 < targets_product < 1e150):  # one log per example, no underflow
+                    loss -= np.log(targets_product)
+                    targets_product = 1.0
                 value = -2.0 * score / target
             grad_scores[j, k] = value
             weight = _cast_like(value, basis)
@@ -184,7 +188,7 @@ def factored_step(basis, state, hidden, targets, lr, loss_kind, epsilon, cap, wo
             grad_q[j] = count
         else:
             norm = q + vocab_size * epsilon
-            loss += count * np.log(norm)
+            loss += count * np.log(norm) - np.log(targets_product)
             grad_q[j] = count / norm
 
     sparse_part = stacked[2 * m :]
@@ -207,18 +211,16 @@ def factored_step(basis, state, hidden, targets, lr, loss_kind, epsilon, cap, wo
     right, at = _carve(workspace, at, m, update_width)
     back, at = _carve(workspace, at, m, dim)  # rows h_j^T U_new^-1
     if woodbury:  # U^-1 by Woodbury: an m x m system
-        inner = np.empty((m, m))  # I - S S^T
+        inner, at = _carve(workspace, at, m, m)  # I - S S^T
         for a in range(m):
             for b in range(m):
                 inner[a, b] = -pair_products[a, b] * root[a] * root[b]
             inner[a, a] += 1.0
-        inverse = _spd_inverse(inner)
-        inverse_c, at = _carve(workspace, at, m, m)
+        inverse_c = _spd_inverse(inner)
         coupling, at = _carve(workspace, at, m, m)  # H H^T diag(root)
         scaled, at = _carve(workspace, at, m, dim)
         for a in range(m):
             for b in range(m):
-                inverse_c[a, b] = inverse[a, b]
                 coupling[a, b] = pair_products[a, b] * root[b]
             factor = _cast_like(root[a], basis)
             for i in range(dim):
