@@ -105,7 +105,7 @@ def workspace_size(m: int, dim: int) -> int:
     """Elements of scratch space (V's dtype) one step of ``m`` examples carves its
     temporaries from: preallocated, so a step allocates almost nothing (at d = 300 fresh
     megabyte-sized temporaries cost page faults every step)."""
-    return 6 * dim * dim + 14 * m * dim + 6 * m * m
+    return 6 * dim * dim + 14 * m * dim + 5 * m * m
 
 
 @njit(cache=True)
@@ -217,22 +217,32 @@ def factored_step(basis, state, hidden, targets, lr, loss_kind, epsilon, cap, wo
                 inner[a, b] = -pair_products[a, b] * root[a] * root[b]
             inner[a, a] += 1.0
         inverse_c = _spd_inverse(inner)
-        coupling, at = _carve(workspace, at, m, m)  # H H^T diag(root)
-        scaled, at = _carve(workspace, at, m, dim)
+        scaled, at = _carve(workspace, at, m, dim)  # S U^-1: rows root_j h_j^T U^-1
         for a in range(m):
-            for b in range(m):
-                coupling[a, b] = pair_products[a, b] * root[b]
             factor = _cast_like(root[a], basis)
             for i in range(dim):
                 scaled[a, i] = factor * products[a, 2 * dim + i]
-        solved, at = _carve(workspace, at, m, dim)
+        solved, at = _carve(workspace, at, m, dim)  # (I - S S^T)^-1 S U^-1 = S U_new^-1
         np.dot(inverse_c, scaled, solved)
-        np.dot(coupling, solved, back)
+        # Rows of S U_new^-1 are root_j h_j^T U_new^-1: divide by root_j where that loses
+        # at most 6 bits; the rare rows with a much smaller root take the explicit form
+        # h_j^T U^-1 + h_j^T H^T diag(root) (S U_new^-1), which needs no division.
+        smallest = np.max(root) / 64.0
         for j in range(m):
             factor = _cast_like(root[j], basis)
             for i in range(dim):
-                back[j, i] += products[j, 2 * dim + i]
                 right[j, 2 * dim + i] = factor * solved[j, i]
+            if root[j] > smallest:
+                reciprocal = _cast_like(1.0 / root[j], basis)
+                for i in range(dim):
+                    back[j, i] = reciprocal * solved[j, i]
+            else:
+                for i in range(dim):
+                    back[j, i] = products[j, 2 * dim + i]
+                for k in range(m):
+                    weight = _cast_like(pair_products[j, k] * root[k], basis)
+                    for i in range(dim):
+                        back[j, i] += weight * solved[k, i]
 
     outer, at = _carve(workspace, at, m, m)  # E^T E, E = dL/do (D x m), never formed
     overlap = _target_overlap(targets, grad_scores)
