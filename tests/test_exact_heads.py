@@ -37,8 +37,14 @@ def naive(loss, seed=0):
     return NaiveHead(loss, VOCAB, Settings(dim=DIM), Ops(), seed, dtype=np.float64)
 
 
-def factored(loss, seed=0):
-    return FactoredHead(loss, VOCAB, Settings(dim=DIM), Ops(), seed, dtype=np.float64)
+#: The factored step's two implementations: the compiled CPU kernel, and the array form
+#: the GPU path runs (here on NumPy).
+PATHS = {"compiled": False, "array": True}
+
+
+def factored(loss, seed=0, gpu_path=False):
+    ops = Ops(gpu_path=gpu_path)
+    return FactoredHead(loss, VOCAB, Settings(dim=DIM), ops, seed, dtype=np.float64)
 
 
 def batch(rng, m, k, repeat=True):
@@ -90,7 +96,7 @@ def test_naive_heads_match_finite_differences(loss_name):
     assert relative(head.weights, before - lr * grad_w) < 1e-9
 
 
-def run_pair(loss_name, steps, lr, m, k, seed=0, scale=0.1):
+def run_pair(loss_name, steps, lr, m, k, seed=0, scale=0.1, gpu_path=False, shape=None):
     """Drive a factored and a naive head with identical batches; return the worst
     relative differences in loss, hidden gradient and final W.
 
@@ -99,12 +105,15 @@ def run_pair(loss_name, steps, lr, m, k, seed=0, scale=0.1):
     drift apart chaotically (checked: the naive head against itself in another summation
     order does too); the comparisons run where the trajectory is well conditioned."""
     rng = np.random.default_rng(seed)
-    fact, ref = factored(LOSSES[loss_name]()), naive(LOSSES[loss_name]())
+    fact = factored(LOSSES[loss_name](), gpu_path=gpu_path)
+    ref = naive(LOSSES[loss_name]())
     assert relative(fact.weights(), ref.weights) == 0
     worst = {"loss": 0.0, "grad": 0.0}
     for _ in range(steps):
         hidden, targets = batch(rng, m, k)
         hidden *= scale
+        if shape is not None:
+            shape(hidden, targets, ref.weights)
         a = fact.batch_step(hidden, targets, lr)
         b = ref.batch_step(hidden, targets, lr)
         assert a.lr == pytest.approx(b.lr, rel=1e-9)
@@ -115,21 +124,50 @@ def run_pair(loss_name, steps, lr, m, k, seed=0, scale=0.1):
     return worst, fact, ref
 
 
+@pytest.mark.parametrize("path", list(PATHS))
 @pytest.mark.parametrize("loss_name", ["spherical", "squared"])
 @pytest.mark.parametrize("k", [10, 1], ids=["skipgram-K-sparse", "cbow"])
 @pytest.mark.parametrize("m", [4, 12], ids=["woodbury", "direct-inverse"])
-def test_factored_matches_naive_after_many_steps(loss_name, k, m):
-    worst, fact, _ = run_pair(loss_name, steps=250, lr=0.005, m=m, k=k)
+def test_factored_matches_naive_after_many_steps(loss_name, k, m, path):
+    worst, fact, _ = run_pair(loss_name, steps=250, lr=0.005, m=m, k=k, gpu_path=PATHS[path])
     assert worst["loss"] < 1e-9 and worst["grad"] < 1e-9 and worst["weights"] < 1e-9, worst
     checks = fact.consistency()
     assert checks["gram"] < 1e-9 and checks["inverse"] < 1e-9, checks
 
 
+@pytest.mark.parametrize("path", list(PATHS))
 @pytest.mark.parametrize("loss_name", ["spherical", "squared"])
-def test_stress_high_learning_rate_refolds_and_still_matches(loss_name, monkeypatch):
+def test_factored_matches_naive_with_empty_and_dominant_rows(loss_name, path):
+    """An example without targets (weight g = 0) and, for spherical softmax, one whose
+    huge q makes its weight g = K / (q + D eps) far below the others': the compiled
+    step's Woodbury shortcut divides by sqrt(g) only where that is safe."""
+    ratios = []
+
+    def shape(hidden, targets, weights):
+        targets[2] = PADDING
+        hidden[1] *= 3000.0
+        q = ((hidden @ weights.T) ** 2).sum(axis=1) + D * 1e-3
+        counts = (targets != PADDING).sum(axis=1)
+        grad_q = counts / q if loss_name == "spherical" else counts.astype(float)
+        present = grad_q > 0
+        ratios.append(np.sqrt(grad_q[present].max() / grad_q[present].min()))
+
+    worst, _, _ = run_pair(
+        loss_name, steps=60, lr=0.005, m=6, k=5, seed=4, gpu_path=PATHS[path], shape=shape
+    )
+    assert worst["loss"] < 1e-9 and worst["grad"] < 1e-9 and worst["weights"] < 1e-9, worst
+    if loss_name == "spherical":
+        assert min(ratios) > 64  # the explicit form was taken for the dominant row
+
+
+@pytest.mark.parametrize("path", list(PATHS))
+@pytest.mark.parametrize("loss_name", ["spherical", "squared"])
+def test_stress_high_learning_rate_refolds_and_still_matches(loss_name, path, monkeypatch):
     monkeypatch.setattr(exact, "CONDITION_LIMIT", 10.0)
     lr, scale = (5.0, 1.0) if loss_name == "squared" else (0.02, 0.1)
-    worst, fact, ref = run_pair(loss_name, steps=200, lr=lr, m=12, k=6, seed=1, scale=scale)
+    worst, fact, ref = run_pair(
+        loss_name, steps=200, lr=lr, m=12, k=6, seed=1, scale=scale, gpu_path=PATHS[path]
+    )
     assert fact.refolds > 0
     assert fact.capped_steps > 0 and fact.capped_steps == ref.capped_steps
     assert worst["loss"] < 1e-9 and worst["grad"] < 1e-9 and worst["weights"] < 1e-9, worst
