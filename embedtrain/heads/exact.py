@@ -301,7 +301,7 @@ class FactoredHead(_ExactHead):
             self.basis,
             self.state,
             np.ascontiguousarray(hidden, dtype=self.basis.dtype),
-            np.ascontiguousarray(targets, dtype=np.int64),
+            np.ascontiguousarray(targets),
             float(lr),
             self.loss.kind,
             self.loss.epsilon,
@@ -312,7 +312,9 @@ class FactoredHead(_ExactHead):
         self._mirrored = True
         self.capped_steps += used < lr
         self.condition_bound /= 1.0 - shrink
-        return StepResult(np.float64(loss), pairs, grad_hidden.astype(hidden.dtype), used)
+        return StepResult(
+            np.float64(loss), pairs, grad_hidden.astype(hidden.dtype, copy=False), used
+        )
 
     def _array_step(self, hidden: Any, targets: Any, lr: float) -> StepResult:
         """The step written against ``xp``: the GPU path (and the compiled step's twin)."""
