@@ -184,6 +184,32 @@ def test_sparse_gram_matches_dense_with_repeats():
     )
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_gemm_products_and_in_place_accumulation(dtype):
+    """Operands C-ordered or transposed, result C-ordered, ``out`` updated in place."""
+    rng = np.random.default_rng(2)
+    a = rng.normal(size=(6, 4)).astype(dtype)
+    b = rng.normal(size=(4, 5)).astype(dtype)
+    tolerance = 1e-5 if dtype == np.float32 else 1e-12
+    for left, right in ((a, b), (a.T.copy().T, b), (a, b.T.copy().T)):
+        product = Ops().gemm(left, right)
+        assert product.flags.c_contiguous and product.dtype == dtype
+        np.testing.assert_allclose(product, a @ b, rtol=tolerance, atol=tolerance)
+    out = rng.normal(size=(5, 6)).astype(dtype)
+    expected = out - 0.5 * b.T @ a.T
+    returned = Ops().gemm(b.T, a.T, out=out, alpha=-0.5)
+    assert returned is out
+    np.testing.assert_allclose(out, expected, rtol=tolerance, atol=tolerance)
+    with pytest.raises(ValueError):
+        Ops().gemm(b.T, a.T, out=np.zeros((6, 5), dtype=dtype).T)
+
+
+def test_gemm_into_another_precision_still_accumulates():
+    out = np.ones((2, 2), dtype=np.float64)
+    Ops().gemm(np.eye(2, dtype=np.float32), np.eye(2, dtype=np.float32), out=out)
+    np.testing.assert_allclose(out, np.ones((2, 2)) + np.eye(2))
+
+
 def test_solve_spd_and_scaled_scatter():
     rng = np.random.default_rng(1)
     h = rng.normal(size=(8, 5))

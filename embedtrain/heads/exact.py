@@ -259,28 +259,32 @@ class FactoredHead(_ExactHead):
         """U (a view)."""
         return self.mix_t.T
 
-    def _reset_factors(self) -> None:
-        """U = I and Q recomputed exactly from V (after a refold or a load)."""
+    def _reset_factors(self, recompute_gram: bool = True) -> None:
+        """U = I, and Q recomputed exactly from V (after a load, or a refold that should
+        also remove the drift of Q's float32-product updates)."""
         xp = self.ops.xp
         self._mirrored = False
         identity = xp.eye(self.dim, dtype=np.float64)
         self.mix_t[...] = identity
         self.mix_inverse[...] = identity
         self.condition_bound = 1.0
+        if not recompute_gram:
+            return
         self.gram[...] = 0.0
         for start in range(0, self.basis.shape[0], REFOLD_CHUNK):
             block = self.basis[start : start + REFOLD_CHUNK]
             self.gram += self.ops.gemm(block.T, block)  # V's precision, summed in float64
 
-    def refold(self) -> None:
-        """V <- V U, U <- I: W unchanged, U perfectly conditioned, Q drift removed."""
+    def refold(self, recompute_gram: bool = True) -> None:
+        """V <- V U, U <- I: W unchanged, so Q = W^T W too; U perfectly conditioned.
+        Recomputing Q from V as well (the same cost again) removes its drift."""
         mix = self.mix.astype(self.basis.dtype)
         for start in range(0, self.basis.shape[0], REFOLD_CHUNK):
             self.basis[start : start + REFOLD_CHUNK] = self.ops.gemm(
                 self.basis[start : start + REFOLD_CHUNK], mix
             )
         self.refolds += 1
-        self._reset_factors()
+        self._reset_factors(recompute_gram)
 
     def batch_step(self, hidden: Any, targets: Any, lr: float) -> StepResult:
         if self.ops.gpu_path:
@@ -388,8 +392,8 @@ class FactoredHead(_ExactHead):
                 self.condition_bound = self._array_refresh_inverse()
             else:
                 self.condition_bound = refresh_inverse(self.state, POWER_ITERATIONS)
-            if self.condition_bound > CONDITION_LIMIT:
-                self.refold()
+            if self.condition_bound > CONDITION_LIMIT:  # Q's drift waits for the scheduled one
+                self.refold(recompute_gram=False)
 
     def _array_refresh_inverse(self) -> float:
         """:func:`factored_kernel.refresh_inverse` written against ``xp``."""
