@@ -63,7 +63,7 @@ class Ops:
     ) -> None:
         """``target[indices[k]] += scales[k] * sources[source_rows[k]]`` for every k,
         repeated indices accumulated: a sparse rank update without forming its rows."""
-        _scatter_scaled_rows(target, indices, scales, sources, source_rows)
+        scatter_scaled_rows(target, indices, scales, sources, source_rows)
 
     def sparse_gram(self, rows: Any, columns: Any, values: Any, n_rows: int) -> Any:
         """A A^T (n_rows x n_rows, float64) for the sparse matrix A given as coordinates
@@ -138,7 +138,8 @@ def _scatter_rows(target: np.ndarray, indices: np.ndarray, values: np.ndarray) -
 
 
 @njit(nogil=True, fastmath=True, cache=True)
-def _scatter_scaled_rows(target, indices, scales, sources, source_rows) -> None:
+def scatter_scaled_rows(target, indices, scales, sources, source_rows) -> None:
+    """Compiled form of :meth:`Ops.scatter_add_scaled` (also called by compiled kernels)."""
     for k in range(indices.shape[0]):
         row = target[indices[k]]
         source = sources[source_rows[k]]

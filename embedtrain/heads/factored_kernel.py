@@ -23,7 +23,7 @@ import numpy as np
 from numba import njit
 from numba.extending import overload
 
-from embedtrain.backend import lower_triangular_inverse, sparse_gram
+from embedtrain.backend import lower_triangular_inverse, scatter_scaled_rows, sparse_gram
 
 SQUARED = 0
 SPHERICAL = 1
@@ -49,8 +49,9 @@ def _cast_like_compiled(value, probe):
 
 
 @njit(cache=True)
-def _target_overlap(targets, grad_scores):
-    """Y^T Y (m x m, float64) for the K-sparse targets Y (D x m) holding dL/do_t."""
+def _target_entries(targets, grad_scores):
+    """The non-padding targets as coordinates: (example, word, dL/do_t) per entry, the
+    sparse D x m matrix Y of the notes."""
     m, width = targets.shape
     count = 0
     for j in range(m):
@@ -67,7 +68,7 @@ def _target_overlap(targets, grad_scores):
                 words[entry] = targets[j, k]
                 values[entry] = grad_scores[j, k]
                 entry += 1
-    return sparse_gram(examples, words, values, m)
+    return examples, words, values
 
 
 @njit(fastmath=FAST, cache=True)
@@ -245,7 +246,8 @@ def factored_step(basis, state, hidden, targets, lr, loss_kind, epsilon, cap, wo
                         back[j, i] += weight * solved[k, i]
 
     outer, at = _carve(workspace, at, m, m)  # E^T E, E = dL/do (D x m), never formed
-    overlap = _target_overlap(targets, grad_scores)
+    examples, words, values = _target_entries(targets, grad_scores)
+    overlap = sparse_gram(examples, words, values, m)  # Y^T Y
     for a in range(m):
         for b in range(m):
             outer[a, b] = (
@@ -278,16 +280,7 @@ def factored_step(basis, state, hidden, targets, lr, loss_kind, epsilon, cap, wo
                 inverse_t[a, b] = inverse[b, a]
         np.dot(h, inverse_t.T, back)
 
-    for j in range(m):
-        for k in range(width):
-            word = targets[j, k]
-            if word < 0:
-                continue
-            row = basis[word]
-            scale = _cast_like(-used_lr * grad_scores[j, k], basis)
-            direction = back[j]
-            for i in range(dim):
-                row[i] += scale * direction[i]
+    scatter_scaled_rows(basis, words, (-used_lr * values).astype(basis.dtype), back, examples)
     return loss, pairs, grad_hidden, used_lr, shrink
 
 
