@@ -136,7 +136,9 @@ def _reduced_window(rng, pos, n, window) -> tuple[int, int]:
     return max(0, pos - window + reduced), min(n, pos + window + 1 - reduced)
 
 
-@njit(nogil=True, fastmath=True, cache=True)
+# Not cached on disk: a driver typed by the head step it is given (a dispatcher) never
+# hits Numba's cache, and saving its index can fail on a dispatcher from another process.
+@njit(nogil=True, fastmath=True)
 def train_skipgram(head_step, state, vectors, ids, keep, window, lr_start, lr_end, rng):
     """Train skip-gram on one job; returns (loss sum, examples)."""
     d = vectors.shape[1]
@@ -164,7 +166,8 @@ def train_skipgram(head_step, state, vectors, ids, keep, window, lr_start, lr_en
     return loss, examples
 
 
-@njit(nogil=True, fastmath=True, cache=True)
+# Not cached on disk, as train_skipgram.
+@njit(nogil=True, fastmath=True)
 def train_cbow(head_step, state, vectors, ids, keep, window, lr_start, lr_end, rng):
     """Train CBOW (mean of context vectors) on one job; returns (loss sum, examples)."""
     d = vectors.shape[1]
