@@ -231,8 +231,11 @@ def test_ctrl_c_saves_model_and_resumes(structured_corpus, tmp_path):
     assert out.exists()
 
 
-@pytest.mark.parametrize("head", ["spherical", "squared", "softmax"])
-def test_exact_heads_on_the_shipped_corpus(capsys, tmp_path, head):
+@pytest.mark.parametrize(
+    "head,exact",
+    [("spherical", "factored"), ("squared", "factored"), ("squared", "naive"), ("softmax", "")],
+)
+def test_exact_heads_on_the_shipped_corpus(capsys, tmp_path, head, exact):
     """Every exact head trains from the CLI on the shipped corpus (no corpus argument) and
     its vectors evaluate; --min-count 500 keeps the vocabulary, and the test, small."""
     out = tmp_path / "v.txt"
@@ -243,6 +246,7 @@ def test_exact_heads_on_the_shipped_corpus(capsys, tmp_path, head):
         out,
         "--head",
         head,
+        *(["--exact", exact] if exact else []),
         "--epochs",
         "1",
         "--min-count",
