@@ -31,7 +31,8 @@ class Ops:
 
     def __init__(self, gpu_path: bool = False) -> None:
         #: True when this backend stands for ``--device gpu``: the batched engine then
-        #: runs every head, as it would on a real GPU.
+        #: runs every head, and heads take their array form (no compiled CPU kernels),
+        #: as they would on a real GPU.
         self.gpu_path = gpu_path
 
     def asarray(self, array: Any, dtype: Any = None) -> Any:
@@ -72,11 +73,9 @@ class Ops:
 
     def solve_spd(self, matrix: Any, rhs: Any) -> Any:
         """Solve ``matrix @ x = rhs`` for a small symmetric positive definite matrix
-        (Cholesky, then two triangular products: LAPACK's general solver costs several
-        times more at these sizes)."""
-        lower = np.linalg.cholesky(matrix)
-        inverse = lower_triangular_inverse(lower).astype(rhs.dtype)
-        return inverse.T @ (inverse @ rhs)
+        (through its Cholesky factor: LAPACK's general solver costs several times more
+        at these sizes)."""
+        return self.gemm(spd_inverse(matrix).astype(rhs.dtype), rhs)
 
     def gemm(self, a: Any, b: Any, out: Any = None, alpha: float = 1.0) -> Any:
         """``alpha * a @ b``, or ``out += alpha * a @ b`` in place when ``out`` is given.
@@ -197,6 +196,14 @@ def lower_triangular_inverse(lower: np.ndarray) -> np.ndarray:
         for j in range(i + 1):
             row[j] *= scale
     return inverse
+
+
+@njit(nogil=True, fastmath=True, cache=True)
+def spd_inverse(matrix: np.ndarray) -> np.ndarray:
+    """Inverse of a small symmetric positive definite matrix through its Cholesky factor
+    (also called by compiled kernels)."""
+    lower_inverse = lower_triangular_inverse(np.linalg.cholesky(matrix))
+    return np.dot(lower_inverse.T, lower_inverse)
 
 
 class CupyOps(Ops):

@@ -3,8 +3,9 @@
 As fastText's ``Loss`` subclasses, every head owns its output parameters and offers
 the same two entry points, so the trainer never knows which head it drives:
 
-- :meth:`Head.batch_step`: one exact minibatch SGD step on the array backend
-  (NumPy or CuPy) for ``m`` hidden vectors and their padded targets;
+- :meth:`Head.batch_step`: one exact minibatch SGD step for ``m`` hidden vectors and
+  their padded targets, on the array backend (NumPy or CuPy) or, where a head has one,
+  as a compiled CPU kernel (the factored exact heads);
 - :meth:`Head.compiled_step`: optionally, a Numba per-example step and its state
   for the compiled CPU drivers of :mod:`embedtrain.kernels`.
 """

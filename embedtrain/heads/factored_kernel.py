@@ -23,7 +23,7 @@ import numpy as np
 from numba import njit
 from numba.extending import overload
 
-from embedtrain.backend import lower_triangular_inverse, scatter_scaled_rows, sparse_gram
+from embedtrain.backend import scatter_scaled_rows, sparse_gram, spd_inverse
 
 SQUARED = 0
 SPHERICAL = 1
@@ -46,36 +46,6 @@ def _cast_like_compiled(value, probe):
         return dtype(value)
 
     return cast
-
-
-@njit(cache=True)
-def _target_entries(targets, grad_scores):
-    """The non-padding targets as coordinates: (example, word, dL/do_t) per entry, the
-    sparse D x m matrix Y of the notes."""
-    m, width = targets.shape
-    count = 0
-    for j in range(m):
-        for k in range(width):
-            count += targets[j, k] >= 0
-    examples = np.empty(count, dtype=np.int64)
-    words = np.empty(count, dtype=np.int64)
-    values = np.empty(count)
-    entry = 0
-    for j in range(m):
-        for k in range(width):
-            if targets[j, k] >= 0:
-                examples[entry] = j
-                words[entry] = targets[j, k]
-                values[entry] = grad_scores[j, k]
-                entry += 1
-    return examples, words, values
-
-
-@njit(fastmath=FAST, cache=True)
-def _spd_inverse(matrix):
-    """Inverse of a small symmetric positive definite matrix through its Cholesky factor."""
-    lower_inverse = lower_triangular_inverse(np.linalg.cholesky(matrix))
-    return np.dot(lower_inverse.T, lower_inverse)
 
 
 @njit(fastmath=FAST, cache=True)
@@ -144,9 +114,12 @@ def factored_step(basis, state, hidden, targets, lr, loss_kind, epsilon, cap, wo
     target_sum, at = _carve(workspace, at, m, dim)  # rows (V^T y_j)^T
 
     # One pass over the target rows: outputs o_t = V_t (U h), the loss and its
-    # derivatives g = dL/dq and dL/do_t, and the target rows weighted by dL/do_t.
+    # derivatives g = dL/dq and dL/do_t, the target rows weighted by dL/do_t, and the
+    # targets as coordinates (example, word, dL/do_t) of the sparse D x m matrix Y.
     grad_q = np.zeros(m)
-    grad_scores = np.zeros((m, width))
+    examples = np.empty(m * width, dtype=np.int64)
+    words = np.empty(m * width, dtype=np.int64)
+    values = np.empty(m * width)
     loss = 0.0
     pairs = 0
     for j in range(m):
@@ -164,7 +137,6 @@ def factored_step(basis, state, hidden, targets, lr, loss_kind, epsilon, cap, wo
             word = targets[j, k]
             if word < 0:
                 continue
-            count += 1
             row = basis[word]
             score = _cast_like(0.0, basis)
             for i in range(dim):
@@ -179,7 +151,10 @@ def factored_step(basis, state, hidden, targets, lr, loss_kind, epsilon, cap, wo
                     loss -= np.log(targets_product)
                     targets_product = 1.0
                 value = -2.0 * score / target
-            grad_scores[j, k] = value
+            examples[pairs + count] = j
+            words[pairs + count] = word
+            values[pairs + count] = value
+            count += 1
             weight = _cast_like(value, basis)
             for i in range(dim):
                 summed[i] += weight * row[i]
@@ -217,7 +192,7 @@ def factored_step(basis, state, hidden, targets, lr, loss_kind, epsilon, cap, wo
             for b in range(m):
                 inner[a, b] = -pair_products[a, b] * root[a] * root[b]
             inner[a, a] += 1.0
-        inverse_c = _spd_inverse(inner)
+        inverse_c = spd_inverse(inner)
         scaled, at = _carve(workspace, at, m, dim)  # S U^-1: rows root_j h_j^T U^-1
         for a in range(m):
             factor = _cast_like(root[a], basis)
@@ -246,7 +221,7 @@ def factored_step(basis, state, hidden, targets, lr, loss_kind, epsilon, cap, wo
                         back[j, i] += weight * solved[k, i]
 
     outer, at = _carve(workspace, at, m, m)  # E^T E, E = dL/do (D x m), never formed
-    examples, words, values = _target_entries(targets, grad_scores)
+    examples, words, values = examples[:pairs], words[:pairs], values[:pairs]
     overlap = sparse_gram(examples, words, values, m)  # Y^T Y
     for a in range(m):
         for b in range(m):
