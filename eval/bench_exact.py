@@ -3,7 +3,7 @@
 Part 1 (``speedup``): time per example of one minibatch step of the factored spherical
 and squared heads against their naive versions (explicit o = W h, W updated in place by
 BLAS with beta = 1, same batch size), for D in {10k, 50k, 200k} and d in {100, 300}, in
-one run, the two heads alternating, best of several passes; prints the measured speedup
+one run, the two heads taking turns pass by pass, best of several passes; prints the measured speedup
 next to the paper's D/(4d).
 Batches are skip-gram-like: m examples, each with K = 10 context words drawn from a
 Zipf distribution (so targets repeat within a batch).
@@ -58,18 +58,21 @@ def make_batches(rng, vocab_size: int, dim: int, m: int, k: int, count: int):
     return batches
 
 
-def time_head(head, batches, lr: float, repeats: int) -> float:
-    """Seconds per example: the best of ``repeats`` passes over the batches, after a
-    warm-up pass (compilation, first-touch page faults, BLAS threads waking up)."""
-    best = float("inf")
+def time_heads(runs, lr: float, repeats: int) -> list[float]:
+    """Seconds per example of each (head, batches) in ``runs``: the best of ``repeats``
+    passes, after a warm-up pass (compilation, first-touch page faults, BLAS threads
+    waking up). The heads take turns pass by pass, so a drift of the machine's speed
+    (up to 30% over minutes on this VM) reaches both alike."""
+    best = [float("inf")] * len(runs)
     for attempt in range(repeats + 1):
-        started = time.perf_counter()
-        for hidden, targets in batches:
-            head.batch_step(hidden, targets, lr)
-        elapsed = time.perf_counter() - started
-        if attempt:
-            best = min(best, elapsed)
-    return best / sum(h.shape[0] for h, _ in batches)
+        for index, (head, batches) in enumerate(runs):
+            started = time.perf_counter()
+            for hidden, targets in batches:
+                head.batch_step(hidden, targets, lr)
+            elapsed = time.perf_counter() - started
+            if attempt:
+                best[index] = min(best[index], elapsed)
+    return [t / sum(h.shape[0] for h, _ in batches) for t, (_, batches) in zip(best, runs)]
 
 
 def speedup(args: argparse.Namespace) -> None:
@@ -88,10 +91,14 @@ def speedup(args: argparse.Namespace) -> None:
                 rng, vocab_size, dim, args.batch, 10, args.factored_steps
             )
             for name, loss in LOSSES.items():
-                naive_head = NaiveHead(loss(), vocab, settings, Ops(), 0)
-                naive = time_head(naive_head, naive_batches, 1e-3, args.repeats)
-                factored_head = FactoredHead(loss(), vocab, settings, Ops(), 0)
-                factored = time_head(factored_head, factored_batches, 1e-3, args.repeats)
+                naive, factored = time_heads(
+                    [
+                        (NaiveHead(loss(), vocab, settings, Ops(), 0), naive_batches),
+                        (FactoredHead(loss(), vocab, settings, Ops(), 0), factored_batches),
+                    ],
+                    1e-3,
+                    args.repeats,
+                )
                 ideal = vocab_size / (4 * dim)
                 print(
                     f"| {name} | {vocab_size:,} | {dim} | {naive * 1e6:,.1f} | {factored * 1e6:,.2f} "
@@ -162,7 +169,7 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--naive-steps", type=int, default=10)
     p.add_argument("--factored-steps", type=int, default=300)
-    p.add_argument("--repeats", type=int, default=3, help="timed passes per head (best kept)")
+    p.add_argument("--repeats", type=int, default=5, help="timed passes per head (best kept)")
     p.set_defaults(run=speedup)
     p = commands.add_parser("train")
     p.add_argument("corpus", type=Path)

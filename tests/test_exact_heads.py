@@ -6,7 +6,7 @@ import pytest
 from conftest import numeric_gradient
 
 from embedtrain.backend import Ops
-from embedtrain.heads import exact
+from embedtrain.heads import exact, factored_kernel
 from embedtrain.heads.base import PADDING
 from embedtrain.heads.exact import (
     FactoredHead,
@@ -172,6 +172,50 @@ def test_stress_high_learning_rate_refolds_and_still_matches(loss_name, path, mo
     assert fact.capped_steps > 0 and fact.capped_steps == ref.capped_steps
     assert worst["loss"] < 1e-9 and worst["grad"] < 1e-9 and worst["weights"] < 1e-9, worst
     assert fact.notices() and not fact.notices()  # reported once
+
+
+@pytest.mark.parametrize("loss_name", ["spherical", "squared"])
+def test_factored_matches_naive_at_small_steps(loss_name):
+    """At a small rate the compiled step inverts the Woodbury matrix by its truncated
+    series (checked against the exact inverse below); W still has to move."""
+    lr = 1e-6 if loss_name == "spherical" else 1e-5
+    worst, _, ref = run_pair(loss_name, steps=250, lr=lr, m=4, k=10)
+    assert worst["loss"] < 1e-9 and worst["grad"] < 1e-9 and worst["weights"] < 1e-9, worst
+    assert relative(ref.weights, naive(LOSSES[loss_name]()).weights) > 1e-4
+
+
+@pytest.mark.parametrize(
+    "dtype,target_shrink,tolerance,fewer_terms",
+    [
+        (np.float64, 1e-9, 1e-15, 1),  # the series I + N
+        (np.float64, 1e-5, 1e-15, 2),  # (I + N)(I + N^2)
+        (np.float64, 0.3, 1e-13, 4),  # Cholesky
+        (np.float32, 1e-4, 3e-7, 1),
+        (np.float32, 1e-2, 3e-7, 2),
+        (np.float32, 0.3, 3e-6, 4),
+    ],
+)
+def test_woodbury_inverse_is_exact_to_rounding(dtype, target_shrink, tolerance, fewer_terms):
+    """(I - N)^-1 for N = diag(root) H H^T diag(root), with ``shrink`` the Gershgorin
+    bound the step passes: the series where it is short enough, the factorisation
+    otherwise. The series with ``fewer_terms`` (the next shorter choice) would fail."""
+    m = 8
+    rng = np.random.default_rng(5)
+    hidden = rng.normal(0, 1, (m, DIM))
+    gram = hidden @ hidden.T
+    root = rng.random(m) + 0.5
+    weighted = np.abs(gram * root[:, None] * root[None, :]).sum(axis=1).max()
+    root *= np.sqrt(target_shrink / weighted)
+    series = root[:, None] * gram * root[None, :]
+    shrink = float(np.abs(series).sum(axis=1).max())
+    pair_products = np.zeros((m, 3 * m), dtype=dtype)
+    pair_products[:, :m] = gram
+    scratch = np.empty((3 * m, m), dtype=dtype)
+    result = factored_kernel._woodbury_inverse(pair_products, root, shrink, scratch)
+    exact_inverse = np.linalg.inv(np.eye(m) - series)
+    assert relative(result, exact_inverse) < tolerance
+    shorter = sum(np.linalg.matrix_power(series, k) for k in range(fewer_terms))
+    assert relative(shorter, exact_inverse) > 10 * tolerance
 
 
 def test_stable_rate_keeps_the_multiplicative_factor_positive():
