@@ -112,6 +112,13 @@ def _train_parser(commands) -> None:
         help="cpu, gpu (CuPy) or auto: the GPU when one works (default: auto)",
     )
     p.add_argument(
+        "--save-output",
+        metavar="PATH",
+        help="also write the output vectors, one per word, as fastText's -saveOutput "
+        "(word2vec binary if PATH ends in .bin, text otherwise): syn1neg for ns, "
+        "W = V U for the factored exact heads; hs has none",
+    )
+    p.add_argument(
         "--save-model",
         metavar="PATH",
         help="also save the full model (.npz), from which training can be resumed",
@@ -148,9 +155,9 @@ def _run_train(args: argparse.Namespace) -> int:
     from embedtrain.model import Model
     from embedtrain.train import encode_corpus, scan_vocabulary, train
 
-    check_writable(args.output)
-    if args.save_model:
-        check_writable(args.save_model)
+    for path in (args.output, args.save_output, args.save_model):
+        if path:
+            check_writable(path)
     if args.resume:
         # A resumed run keeps its saved settings; only its length and threads may change.
         settings = Model.saved_settings(args.resume)
@@ -169,6 +176,11 @@ def _run_train(args: argparse.Namespace) -> int:
             model.settings = settings
         else:
             model = Model(vocab, settings, ops)
+        if args.save_output and not model.head.has_output_vectors:
+            raise UsageError(
+                f"--save-output: the {settings.head} head has no per-word output vectors "
+                "(its output rows belong to the Huffman tree's inner nodes)"
+            )
         encoded = encode_corpus(corpus, model.vocab, quiet=args.quiet)
         try:
             result = train(model, encoded, quiet=args.quiet)
@@ -192,13 +204,20 @@ def _run_train(args: argparse.Namespace) -> int:
     from embedtrain.export import is_binary_path, save_word2vec
 
     save_word2vec(args.output, model.vocab.words, model.host_vectors(), is_binary_path(args.output))
+    if args.save_output:
+        outputs = model.head.output_vectors()
+        save_word2vec(
+            args.save_output, model.vocab.words, outputs, is_binary_path(args.save_output)
+        )
     if args.save_model:
         model.save(args.save_model)
     elapsed = time.perf_counter() - started
     _say(
         args,
         f"wrote {len(model.vocab):,} vectors of dimension {settings.dim} to {args.output} "
-        f"in {elapsed:.1f} s" + (f"; model saved to {args.save_model}" if args.save_model else ""),
+        f"in {elapsed:.1f} s"
+        + (f"; output vectors to {args.save_output}" if args.save_output else "")
+        + (f"; model saved to {args.save_model}" if args.save_model else ""),
     )
     return 0
 

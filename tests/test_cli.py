@@ -89,6 +89,53 @@ def test_binary_output_and_model_file(capsys, structured_corpus, tmp_path):
     assert code == 0 and (tmp_path / "v2.txt").exists()
 
 
+@pytest.mark.parametrize("head", ["ns", "spherical"])
+def test_save_output_vectors(capsys, structured_corpus, tmp_path, head):
+    """--save-output writes the head's per-word output rows (syn1neg; W = V U) in the
+    word order of the input vectors, the same values the model file holds."""
+    import numpy as np
+    from gensim.models import KeyedVectors
+
+    code, _, _ = run_cli(
+        capsys,
+        "train",
+        structured_corpus,
+        "-o",
+        tmp_path / "v.txt",
+        "--head",
+        head,
+        "--save-output",
+        tmp_path / "out.bin",
+        "--save-model",
+        tmp_path / "m.npz",
+        *FAST,
+    )
+    assert code == 0
+    outputs = KeyedVectors.load_word2vec_format(str(tmp_path / "out.bin"), binary=True)
+    inputs = KeyedVectors.load_word2vec_format(str(tmp_path / "v.txt"))
+    assert outputs.index_to_key == inputs.index_to_key
+    saved = np.load(tmp_path / "m.npz")
+    assert np.array_equal(outputs.vectors, saved["head.output"])
+    assert np.abs(outputs.vectors).max() > 0
+
+
+def test_save_output_refused_for_hierarchical_softmax(capsys, structured_corpus, tmp_path):
+    code, _, err = run_cli(
+        capsys,
+        "train",
+        structured_corpus,
+        "-o",
+        tmp_path / "v.txt",
+        "--head",
+        "hs",
+        "--save-output",
+        tmp_path / "out.txt",
+        *FAST,
+    )
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "--save-output" in err
+    assert not (tmp_path / "v.txt").exists() and not (tmp_path / "out.txt").exists()
+
+
 def test_stdin_corpus(structured_corpus, tmp_path):
     out = tmp_path / "v.txt"
     with open(structured_corpus, "rb") as stdin:

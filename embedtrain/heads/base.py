@@ -77,9 +77,13 @@ class Head(ABC):
     def load_parameters(self, arrays: dict[str, np.ndarray]) -> None:
         """Restore what :meth:`parameters` returned."""
 
-    def output_vectors(self) -> np.ndarray | None:
-        """One output vector per word (host array), or None when the head has none."""
-        return None
+    #: Whether the head keeps one output vector per word (``--save-output``); hierarchical
+    #: softmax does not: its output rows belong to the inner nodes of the Huffman tree.
+    has_output_vectors = False
+
+    def output_vectors(self) -> np.ndarray:
+        """One output vector per word, as a host array (heads with ``has_output_vectors``)."""
+        raise NotImplementedError(f"the {self.name} head has no per-word output vectors")
 
     def check_finite(self) -> bool:
         """Whether every learned parameter is finite."""

@@ -164,6 +164,7 @@ class _ExactHead(Head):
     """Shared by the exact heads: learning-rate caps are counted and reported."""
 
     default_batch_size = 64
+    has_output_vectors = True
 
     def __init__(
         self,

@@ -1,10 +1,10 @@
 """The factored exact step as one compiled CPU function.
 
 Same mathematics as the array form in :meth:`FactoredHead._array_step` (and the same
-notation), written so that a minibatch costs eight BLAS products and a few loops instead
-of some forty NumPy calls: at d = 100 the calls, not the arithmetic, were most of the
-time. The state is stored as [Q; U; U^-T] (3d x d), and the products are grouped by
-their common factor:
+notation), written so that a minibatch costs six BLAS products, an m x m inverse and a
+few loops instead of some forty NumPy calls: at d = 100 the calls, not the arithmetic,
+were most of the time. The state is stored as [Q; U; U^-T] (3d x d), and the products
+are grouped by their common factor:
 
 - ``H [Q; U; U^-T]^T`` gives Q h, U h and h^T U^-1 for every example (m x d x 3d);
 - ``H [H; H Q; Z]^T`` gives H H^T, H Q H^T and the cross term H Z^T (m x d x 3m);
@@ -13,7 +13,9 @@ their common factor:
 
 Products run in V's precision (float32 in training) on a copy of the state in that
 precision which the step keeps current; the float64 state and every reduction
-accumulate in float64, as in the array form. Temporaries come from a preallocated
+accumulate in float64, as in the array form. The Woodbury matrix is inverted by its
+truncated series where that is exact to rounding (:func:`_woodbury_inverse`); the array
+form always solves. Temporaries come from a preallocated
 workspace, and every BLAS call goes to SciPy's OpenBLAS (see :meth:`Ops.gemm`).
 """
 

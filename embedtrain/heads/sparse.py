@@ -66,6 +66,7 @@ class NegativeSampling(LogisticUnitsHead):
     from count**ns_exponent are negative units (a draw equal to the target is skipped)."""
 
     name = "ns"
+    has_output_vectors = True
     default_batch_size = 512
 
     def __init__(self, vocab: Vocabulary, settings: Settings, ops: Ops, seed: int) -> None:
@@ -98,6 +99,10 @@ class NegativeSampling(LogisticUnitsHead):
     def compiled_step(self) -> tuple[Callable, tuple]:
         state = (self.output, self._alias_probability, self._alias_index, self.negative)
         return kernels.negative_sampling_step, state
+
+    def output_vectors(self) -> np.ndarray:
+        """word2vec's syn1neg: the output row of each word."""
+        return self.ops.to_host(self.output)
 
 
 class HierarchicalSoftmax(LogisticUnitsHead):
