@@ -3,8 +3,8 @@
 Part 1 (``speedup``): time per example of one minibatch step of the factored spherical
 and squared heads against their naive versions (explicit o = W h, W updated in place by
 BLAS with beta = 1, same batch size), for D in {10k, 50k, 200k} and d in {100, 300}, in
-one run, the two heads taking turns pass by pass, best of several passes; prints the measured speedup
-next to the paper's D/(4d).
+one run, the two heads taking turns pass by pass, best of several passes; prints the
+measured speedup next to the paper's D/(4d).
 Batches are skip-gram-like: m examples, each with K = 10 context words drawn from a
 Zipf distribution (so targets repeat within a batch).
 

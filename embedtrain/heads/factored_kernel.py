@@ -15,8 +15,8 @@ Products run in V's precision (float32 in training) on a copy of the state in th
 precision which the step keeps current; the float64 state and every reduction
 accumulate in float64, as in the array form. The Woodbury matrix is inverted by its
 truncated series where that is exact to rounding (:func:`_woodbury_inverse`); the array
-form always solves. Temporaries come from a preallocated
-workspace, and every BLAS call goes to SciPy's OpenBLAS (see :meth:`Ops.gemm`).
+form always solves. Temporaries come from a preallocated workspace, and every BLAS call
+goes to SciPy's OpenBLAS (see :meth:`Ops.gemm`).
 """
 
 from __future__ import annotations
