@@ -210,6 +210,32 @@ def test_unwritable_output(capsys, structured_corpus, tmp_path, where):
     assert_usage_error(*result, "cannot write")
 
 
+@pytest.mark.parametrize("exact", ["factored", "naive"])
+@pytest.mark.parametrize("model", ["cbow", "skipgram"])
+def test_exact_head_divergence_is_one_line(capsys, structured_corpus, tmp_path, model, exact):
+    """An absurd rate makes the spherical softmax's loss non-finite: the step leaves the
+    linear algebra alone (which would raise on NaN) and training stops with a message."""
+    out = tmp_path / "v.txt"
+    code, _, err = run_cli(
+        capsys,
+        "train",
+        structured_corpus,
+        "-o",
+        out,
+        "--head",
+        "spherical",
+        "--exact",
+        exact,
+        "--model",
+        model,
+        "--lr",
+        "1e30",
+        *FAST,
+    )
+    assert code == 2 and "diverged" in err and len(err.strip().splitlines()) == 1, err
+    assert not out.exists()
+
+
 def test_unknown_word(capsys, trained):
     assert_usage_error(*run_cli(capsys, "similar", trained, "zzzz"), "not in the vocabulary")
     assert_usage_error(

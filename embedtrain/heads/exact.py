@@ -20,6 +20,7 @@ an example is the sum of its per-pair losses, which stays in the family.
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from typing import Any
 
@@ -137,9 +138,13 @@ def stable_learning_rate(ops: Ops, weighted_gram: Any, lr: float) -> tuple[float
     ``weighted_gram`` is the m x m matrix (sqrt(g) h)(sqrt(g) h)^T, g = dL/dq, which has the
     same non-zero eigenvalues. Gershgorin's bound (the largest absolute row sum) is cheap and
     tight for nearly orthogonal rows; the exact eigenvalue is computed only when it is exceeded.
+    A non-finite bound (a diverged run) comes back as an infinite shrink: the step then
+    updates nothing and returns a non-finite loss, which stops training with a message.
     """
     xp = ops.xp
     bound = float(xp.abs(weighted_gram).sum(axis=1).max())
+    if not math.isfinite(bound):  # diverged: no eigenvalue solver on non-finite input
+        return lr, math.inf
     if 2.0 * lr * bound <= STABILITY_CAP:
         return lr, 2.0 * lr * bound
     largest = float(xp.linalg.eigvalsh(weighted_gram)[-1])
@@ -221,7 +226,11 @@ class NaiveHead(_ExactHead):
         loss, grad, grad_q = self.loss.full_gradient(ops, output, rows, present)
         grad_hidden = ops.gemm(grad, self.weights)
         if grad_q is not None:
-            lr, _ = self._cap(weighted_gram(ops, h.astype(np.float64), grad_q), lr)
+            lr, shrink = self._cap(weighted_gram(ops, h.astype(np.float64), grad_q), lr)
+            if not math.isfinite(shrink):  # diverged: W stays as it was
+                return StepResult(
+                    math.nan, int(present.sum()), grad_hidden.astype(hidden.dtype), lr
+                )
         ops.gemm(grad.T, h, out=self.weights, alpha=-lr)
         return StepResult(loss, int(present.sum()), grad_hidden.astype(hidden.dtype), lr)
 
@@ -349,6 +358,8 @@ class FactoredHead(_ExactHead):
         hh = h @ h.T
         root_g = xp.sqrt(grad_q)
         lr, shrink_bound = self._cap(hh * root_g[:, None] * root_g[None, :], lr)
+        if not math.isfinite(shrink_bound):  # diverged: V and the state stay as they were
+            return StepResult(math.nan, int(present.sum()), grad_hidden.astype(hidden.dtype), lr)
         self.condition_bound /= 1.0 - shrink_bound
         # W_new = W (I - S^T S) - lr Y H with S = diag(sqrt(2 lr g)) H.
         root = xp.sqrt(2.0 * lr) * root_g

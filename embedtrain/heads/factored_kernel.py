@@ -57,11 +57,15 @@ def _stable_rate(pair_products, root_g, lr, cap):
     ``pair_products``); Gershgorin first, eigvalsh only when that bound is exceeded."""
     m = root_g.shape[0]
     bound = 0.0
+    total = 0.0  # max() would skip a NaN row; a sum keeps it
     for a in range(m):
         row_sum = 0.0
         for b in range(m):
             row_sum += abs(pair_products[a, b] * root_g[a] * root_g[b])
         bound = max(bound, row_sum)
+        total += row_sum
+    if not np.isfinite(total):  # diverged (see exact.stable_learning_rate)
+        return lr, np.inf
     if 2.0 * lr * bound <= cap:
         return lr, 2.0 * lr * bound
     weighted = np.empty((m, m))
@@ -218,6 +222,8 @@ def factored_step(basis, state, hidden, targets, lr, loss_kind, epsilon, cap, wo
     np.dot(h, stacked.T, pair_products)
     root_g = np.sqrt(grad_q)
     used_lr, shrink = _stable_rate(pair_products, root_g, lr, cap)
+    if not np.isfinite(shrink):  # diverged: leave V and the state alone
+        return np.nan, pairs, grad_hidden, used_lr, shrink
 
     # W_new = W (I - S^T S) - lr Y H with S = diag(root) H.
     root = np.sqrt(2.0 * used_lr) * root_g
@@ -311,6 +317,8 @@ def refresh_inverse(state, iterations):
     iteration, where an SVD would cost O(d^3))."""
     dim = state.shape[1]
     mix = np.ascontiguousarray(state[dim : 2 * dim])
+    if not np.isfinite(state).all():  # diverged: the next step reports it
+        return np.inf
     inverse = np.linalg.inv(mix)
     state[2 * dim :] = inverse.T
     for a in range(dim):
