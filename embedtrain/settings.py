@@ -8,6 +8,11 @@ from embedtrain.errors import UsageError
 
 MODELS = ("skipgram", "cbow")
 DEVICES = ("cpu", "gpu", "auto")
+EXACT_HEADS = ("spherical", "squared", "softmax")
+#: The exact heads' minibatch step holds m x m matrices (and m x D outputs for the naive
+#: ones): beyond this the memory, not the arithmetic, decides, and a typo could page the
+#: machine to a halt instead of failing.
+MAX_EXACT_BATCH = 4096
 
 
 @dataclass
@@ -50,6 +55,11 @@ class Settings:
             (0 <= self.min_lr <= self.lr, "--min-lr must be between 0 and --lr"),
             (self.threads > 0, "--threads must be positive"),
             (self.batch_size >= 0, "--batch-size must be >= 0"),
+            (
+                self.head not in EXACT_HEADS or self.batch_size <= MAX_EXACT_BATCH,
+                f"--batch-size must be <= {MAX_EXACT_BATCH:,} for the exact heads (their "
+                + "minibatch step holds m x m matrices)",
+            ),
             (self.epsilon > 0, "--epsilon must be positive"),
             (self.exact in ("factored", "naive"), "--exact must be factored or naive"),
             (self.max_sentence_length > 0, "max_sentence_length must be positive"),

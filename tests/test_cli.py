@@ -196,12 +196,19 @@ def test_unreadable_corpus(capsys, tmp_path):
         ("--min-count", "0", "--min-count"),
         ("--threads", "0", "--threads"),
         ("--sample", "-1", "--sample"),
+        ("--batch-size", "-1", "--batch-size"),
     ],
 )
 def test_invalid_parameters(capsys, structured_corpus, tmp_path, option, value, fragment):
     args = ["train", structured_corpus, "-o", tmp_path / "v.txt", *FAST, option, value]
     assert_usage_error(*run_cli(capsys, *args), fragment)
     assert not (tmp_path / "v.txt").exists()
+
+
+def test_exact_heads_refuse_huge_minibatches(capsys, structured_corpus, tmp_path):
+    args = ["train", structured_corpus, "-o", tmp_path / "v.txt", *FAST, "--head", "spherical"]
+    assert_usage_error(*run_cli(capsys, *args, "--batch-size", "100000"), "--batch-size")
+    assert run_cli(capsys, *args, "--batch-size", "4096")[0] == 0
 
 
 @pytest.mark.parametrize("where", ["no/such/dir/v.txt", "."])
