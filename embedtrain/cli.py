@@ -147,6 +147,29 @@ def _say(args: argparse.Namespace, message: str) -> None:
         print(message, file=sys.stderr)
 
 
+def _check_distinct_paths(args: argparse.Namespace, corpus_path: str) -> None:
+    """Each file written must differ from the others and from the corpus and the resumed
+    model, which it would otherwise replace (only --save-model may overwrite --resume)."""
+    inputs = {"the corpus": None if corpus_path == "-" else corpus_path, "--resume": args.resume}
+    outputs = {
+        "-o": args.output,
+        "--save-output": args.save_output,
+        "--save-model": args.save_model,
+    }
+    seen: dict[Path, str] = {}
+    for name, path in outputs.items():
+        if not path:
+            continue
+        target = Path(path).resolve()
+        for source_name, source in inputs.items():
+            replaces = source is not None and target == Path(source).resolve()
+            if replaces and (name, source_name) != ("--save-model", "--resume"):
+                raise UsageError(f"{name} {path} would overwrite {source_name}")
+        if target in seen:
+            raise UsageError(f"{name} and {seen[target]} name the same file {path}")
+        seen[target] = name
+
+
 def _run_train(args: argparse.Namespace) -> int:
     from embedtrain.atomic import check_writable
     from embedtrain.backend import select_ops
@@ -155,6 +178,8 @@ def _run_train(args: argparse.Namespace) -> int:
     from embedtrain.model import Model
     from embedtrain.train import encode_corpus, scan_vocabulary, train
 
+    corpus_path = args.corpus if args.corpus is not None else str(SHIPPED_CORPUS)
+    _check_distinct_paths(args, corpus_path)
     for path in (args.output, args.save_output, args.save_model):
         if path:
             check_writable(path)
@@ -166,7 +191,6 @@ def _run_train(args: argparse.Namespace) -> int:
     else:
         settings = _settings_from(args, DEFAULTS)
     settings.validate(tuple(HEADS))
-    corpus_path = args.corpus if args.corpus is not None else str(SHIPPED_CORPUS)
     started = time.perf_counter()
     with Corpus(corpus_path, settings.max_sentence_length) as corpus:
         vocab = None if args.resume else scan_vocabulary(corpus, settings, quiet=args.quiet)

@@ -211,6 +211,19 @@ def test_exact_heads_refuse_huge_minibatches(capsys, structured_corpus, tmp_path
     assert run_cli(capsys, *args, "--batch-size", "4096")[0] == 0
 
 
+def test_outputs_never_replace_inputs_or_each_other(capsys, structured_corpus, tmp_path):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_bytes(structured_corpus.read_bytes())
+    before = corpus.read_bytes()
+    result = run_cli(capsys, "train", corpus, "-o", corpus, *FAST)
+    assert_usage_error(*result, "would overwrite the corpus")
+    assert corpus.read_bytes() == before
+    same = tmp_path / "v.txt"
+    result = run_cli(capsys, "train", corpus, "-o", same, "--save-output", same, *FAST)
+    assert_usage_error(*result, "name the same file")
+    assert not same.exists()
+
+
 @pytest.mark.parametrize("where", ["no/such/dir/v.txt", "."])
 def test_unwritable_output(capsys, structured_corpus, tmp_path, where):
     result = run_cli(capsys, "train", structured_corpus, "-o", tmp_path / where, *FAST)
