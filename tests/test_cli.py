@@ -96,43 +96,21 @@ def test_save_output_vectors(capsys, structured_corpus, tmp_path, head):
     import numpy as np
     from gensim.models import KeyedVectors
 
-    code, _, _ = run_cli(
-        capsys,
-        "train",
-        structured_corpus,
-        "-o",
-        tmp_path / "v.txt",
-        "--head",
-        head,
-        "--save-output",
-        tmp_path / "out.bin",
-        "--save-model",
-        tmp_path / "m.npz",
-        *FAST,
-    )
+    outputs_path, model_path = tmp_path / "out.bin", tmp_path / "m.npz"
+    args = ["train", structured_corpus, "-o", tmp_path / "v.txt", "--head", head, *FAST]
+    code, _, _ = run_cli(capsys, *args, "--save-output", outputs_path, "--save-model", model_path)
     assert code == 0
-    outputs = KeyedVectors.load_word2vec_format(str(tmp_path / "out.bin"), binary=True)
+    outputs = KeyedVectors.load_word2vec_format(str(outputs_path), binary=True)
     inputs = KeyedVectors.load_word2vec_format(str(tmp_path / "v.txt"))
     assert outputs.index_to_key == inputs.index_to_key
-    saved = np.load(tmp_path / "m.npz")
-    assert np.array_equal(outputs.vectors, saved["head.output"])
+    assert np.array_equal(outputs.vectors, np.load(model_path)["head.output"])
     assert np.abs(outputs.vectors).max() > 0
 
 
 def test_save_output_refused_for_hierarchical_softmax(capsys, structured_corpus, tmp_path):
-    code, _, err = run_cli(
-        capsys,
-        "train",
-        structured_corpus,
-        "-o",
-        tmp_path / "v.txt",
-        "--head",
-        "hs",
-        "--save-output",
-        tmp_path / "out.txt",
-        *FAST,
-    )
-    assert code == 2 and len(err.strip().splitlines()) == 1 and "--save-output" in err
+    args = ["train", structured_corpus, "-o", tmp_path / "v.txt", "--head", "hs", *FAST]
+    result = run_cli(capsys, *args, "--save-output", tmp_path / "out.txt")
+    assert_usage_error(*result, "--save-output")
     assert not (tmp_path / "v.txt").exists() and not (tmp_path / "out.txt").exists()
 
 
