@@ -39,16 +39,10 @@ STABILITY_CAP = 0.5
 OUTPUT_INIT_STD = 0.01  # never zero: spherical softmax has a zero gradient at o = 0
 REINVERT_PERIOD = 100  # steps between exact re-inversions of U (Woodbury updates drift)
 REFOLD_PERIOD = 5000  # steps between unconditional refolds (recomputes Q from V: no drift)
-#: Stabilise U when the running upper bound on cond(U) passes this. Every step multiplies U
-#: by I - S^T S, whose eigenvalues lie in [1 - lambda, 1], so cond(U) grows at most by
+#: Refold when the running upper bound on cond(U) passes this. Every step multiplies U by
+#: I - S^T S, whose eigenvalues lie in [1 - lambda, 1], so cond(U) grows at most by
 #: 1 / (1 - lambda) per step: a bound that costs nothing to keep.
 CONDITION_LIMIT = 100.0
-#: Rank-one lifts of U's smallest singular value (O(D d) each) tried before a refold
-#: (O(D d^2)): in squared-error training one value at a time falls out of the band.
-MAX_LIFTS = 3
-#: Once U is being re-inverted anyway, lift while cond(U) exceeds this: lifting early
-#: keeps the running bound from reaching CONDITION_LIMIT again soon.
-LIFT_ABOVE = 10.0
 POWER_ITERATIONS = 20  # per norm in the cond(U) estimate
 REFOLD_CHUNK = 16_384  # rows of V per block while refolding (bounds the float64 temporaries)
 
@@ -267,7 +261,6 @@ class FactoredHead(_ExactHead):
         self.mix_inverse = self.state[2 * d :].T  # U^-1 (a view: the state holds U^-T)
         self.steps = 0
         self.refolds = 0
-        self.lifts = 0
         self._workspace = np.empty(0, dtype=output.dtype)  # scratch of the compiled step
         self._reset_factors()
 
@@ -401,34 +394,25 @@ class FactoredHead(_ExactHead):
         return StepResult(loss, int(example.shape[0]), grad_hidden.astype(hidden.dtype), lr)
 
     def _maintain(self) -> None:
-        """Re-invert U periodically, and as soon as the running bound on cond(U) passes the
-        limit (the bound is loose: that first triggers a real estimate). At each
-        re-inversion lift U's smallest singular value while cond(U) > LIFT_ABOVE (at most
-        MAX_LIFTS times); refold if cond(U) still passes the limit, and on schedule."""
+        """Re-invert U periodically; refold when U is ill-conditioned or on schedule. The
+        running bound is loose, so passing the limit first triggers a real estimate."""
         if self.steps % REFOLD_PERIOD == 0:
             self.refold()
         elif self.condition_bound > CONDITION_LIMIT or self.steps % REINVERT_PERIOD == 0:
-            largest, smallest, weakest = self._refresh_inverse()
-            for _ in range(MAX_LIFTS):
-                if not math.isfinite(largest) or largest <= LIFT_ABOVE * smallest:
-                    break
-                self._lift(weakest, largest / smallest - 1.0)
-                largest, smallest, weakest = self._refresh_inverse()
-            self.condition_bound = largest / smallest
+            self._mirrored = False
+            if self.ops.gpu_path:
+                self.condition_bound = self._array_refresh_inverse()
+            else:
+                self.condition_bound = refresh_inverse(self.state, POWER_ITERATIONS)
             if self.condition_bound > CONDITION_LIMIT:  # Q's drift waits for the scheduled one
                 self.refold(recompute_gram=False)
 
-    def _refresh_inverse(self) -> tuple[float, float, Any]:
-        """U^-1 recomputed, Q symmetrised; (largest, smallest singular value of U, left
-        singular direction of the smallest): :func:`factored_kernel.refresh_inverse`."""
-        self._mirrored = False
-        if not self.ops.gpu_path:
-            largest, smallest, weakest = refresh_inverse(self.state, POWER_ITERATIONS)
-            return largest, smallest, weakest
+    def _array_refresh_inverse(self) -> float:
+        """:func:`factored_kernel.refresh_inverse` written against ``xp``."""
         xp = self.ops.xp
         self.mix_inverse[...] = xp.linalg.inv(self.mix)
         self.gram[...] = 0.5 * (self.gram + self.gram.T)
-        norms, vectors = [], []
+        estimate = 1.0
         for matrix in (self.mix, self.mix_inverse):
             vector = xp.ones(self.dim) / self.dim**0.5
             norm = 1.0
@@ -436,22 +420,8 @@ class FactoredHead(_ExactHead):
                 vector = matrix.T @ (matrix @ vector)
                 norm = float(xp.linalg.norm(vector))
                 vector /= norm
-            norms.append(norm**0.5)
-            vectors.append(vector)
-        return norms[0], 1.0 / norms[1], vectors[1]
-
-    def _lift(self, direction: Any, growth: float) -> None:
-        """U <- (I + a u u^T) U and V <- V (I + b u u^T) with b = -a / (1 + a), for the unit
-        left singular direction u of U's smallest singular value, which that multiplies by
-        1 + a: W = V U, and so Q, are unchanged, at O(D d) where a refold costs O(D d^2)
-        (the authors' singular-value stabilisation, `BRIEF.md` section 1.6)."""
-        xp = self.ops.xp
-        self.mix[...] += growth * xp.outer(direction, direction @ self.mix)
-        along = direction.astype(self.basis.dtype)[:, None]
-        self.ops.gemm(
-            self.ops.gemm(self.basis, along), along.T, out=self.basis, alpha=-growth / (1 + growth)
-        )
-        self.lifts += 1
+            estimate *= norm**0.5
+        return estimate
 
     def weights(self) -> Any:
         """W = V U on the backend (O(D d^2): for export and checks, not for training)."""

@@ -313,14 +313,12 @@ def _add_symmetrised(state, mirror, update, dim):
 @njit(cache=True)
 def refresh_inverse(state, iterations):
     """Recompute U^-1 exactly and symmetrise Q (both drift under rank-m updates); return
-    estimates of U's largest and smallest singular values and the left singular direction
-    of the smallest (power iteration on U^T U and on U^-T U^-1: O(d^2) per iteration,
-    where an SVD would cost O(d^3)). A non-finite state is left to the next step, which
-    reports the divergence: (inf, 1, 0)."""
+    an estimate of cond(U) = |U| |U^-1| (2-norms, each by power iteration: O(d^2) per
+    iteration, where an SVD would cost O(d^3))."""
     dim = state.shape[1]
     mix = np.ascontiguousarray(state[dim : 2 * dim])
-    if not np.isfinite(state).all():
-        return np.inf, 1.0, np.zeros(dim)
+    if not np.isfinite(state).all():  # diverged: the next step reports it
+        return np.inf
     inverse = np.linalg.inv(mix)
     state[2 * dim :] = inverse.T
     for a in range(dim):
@@ -328,19 +326,16 @@ def refresh_inverse(state, iterations):
             mean = 0.5 * (state[a, b] + state[b, a])
             state[a, b] = mean
             state[b, a] = mean
-    largest, _ = _power_iteration(mix, iterations)
-    inverse_norm, weakest = _power_iteration(inverse, iterations)
-    return largest, 1.0 / inverse_norm, weakest
+    return _spectral_norm(mix, iterations) * _spectral_norm(inverse, iterations)
 
 
 @njit(cache=True)
-def _power_iteration(matrix, iterations):
-    """(largest singular value of M, its right singular vector), by power iteration on
-    M^T M. For M = U^-1 the vector is U's left singular vector of its smallest value."""
+def _spectral_norm(matrix, iterations):
+    """Largest singular value by power iteration on M^T M."""
     vector = np.ones(matrix.shape[1]) / np.sqrt(matrix.shape[1])
     norm = 1.0
     for _ in range(iterations):
         vector = np.dot(matrix.T, np.dot(matrix, vector))
         norm = np.sqrt(np.dot(vector, vector))
         vector /= norm
-    return np.sqrt(norm), vector
+    return np.sqrt(norm)
