@@ -116,7 +116,7 @@ def _train_parser(commands) -> None:
         metavar="PATH",
         help="also write the output vectors, one per word, as fastText's -saveOutput "
         "(word2vec binary if PATH ends in .bin, text otherwise): syn1neg for ns, "
-        "W = V U for the factored exact heads; hs has none",
+        "W for the exact heads (V U for the factored ones); hs has none",
     )
     p.add_argument(
         "--save-model",

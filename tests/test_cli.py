@@ -214,23 +214,9 @@ def test_exact_head_divergence_is_one_line(capsys, structured_corpus, tmp_path, 
     """An absurd rate makes the spherical softmax's loss non-finite: the step leaves the
     linear algebra alone (which would raise on NaN) and training stops with a message."""
     out = tmp_path / "v.txt"
-    code, _, err = run_cli(
-        capsys,
-        "train",
-        structured_corpus,
-        "-o",
-        out,
-        "--head",
-        "spherical",
-        "--exact",
-        exact,
-        "--model",
-        model,
-        "--lr",
-        "1e30",
-        *FAST,
-    )
-    assert code == 2 and "diverged" in err and len(err.strip().splitlines()) == 1, err
+    args = ["train", structured_corpus, "-o", out, "--head", "spherical", *FAST]
+    result = run_cli(capsys, *args, "--exact", exact, "--model", model, "--lr", "1e30")
+    assert_usage_error(*result, "diverged")
     assert not out.exists()
 
 

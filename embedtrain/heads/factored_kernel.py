@@ -88,31 +88,31 @@ def _woodbury_inverse(pair_products, root, shrink, scratch):
     factorisation and a triangular inverse (most minibatches of a training run qualify)."""
     m = root.shape[0]
     unit = np.finfo(scratch.dtype).eps / 2.0
-    terms = 0
+    part = scratch[:m]  # N
+    for a in range(m):
+        for b in range(m):
+            part[a, b] = pair_products[a, b] * root[a] * root[b]
     if shrink**2 <= unit * (1.0 - shrink):
-        terms = 2
-    elif shrink**4 <= unit * (1.0 - shrink):
-        terms = 4
-    sign = 1.0 if terms else -1.0
-    inverse = scratch[:m]  # I + N for the series, I - N for the factorisation
-    for a in range(m):
-        for b in range(m):
-            inverse[a, b] = sign * pair_products[a, b] * root[a] * root[b]
-        inverse[a, a] += 1.0
-    if terms == 0:
-        return spd_inverse(inverse)
-    if terms == 2:
-        return inverse
+        return _add_identity(part, 1.0)  # I + N
+    if shrink**4 > unit * (1.0 - shrink):
+        return spd_inverse(_add_identity(part, -1.0))  # (I - N)^-1 by Cholesky
     square, series = scratch[m : 2 * m], scratch[2 * m :]  # (I + N)(I + N^2), expanded
-    for a in range(m):
-        inverse[a, a] -= 1.0
-    np.dot(inverse, inverse, square)
-    np.dot(inverse, square, series)
+    np.dot(part, part, square)
+    np.dot(part, square, series)
     for a in range(m):
         for b in range(m):
-            series[a, b] += inverse[a, b] + square[a, b]
-        series[a, a] += 1.0
-    return series
+            series[a, b] += part[a, b] + square[a, b]
+    return _add_identity(series, 1.0)
+
+
+@njit(fastmath=FAST, cache=True)
+def _add_identity(matrix, sign):
+    """matrix <- I + sign * matrix, in place; returns it."""
+    for a in range(matrix.shape[0]):
+        for b in range(matrix.shape[1]):
+            matrix[a, b] *= sign
+        matrix[a, a] += 1.0
+    return matrix
 
 
 def workspace_size(m: int, dim: int) -> int:
