@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
-from embedtrain.errors import UsageError
+from embedtrain.errors import OutputError
 
 
 @contextmanager
@@ -23,7 +23,7 @@ def atomic_write(path: str | Path) -> Iterator[BinaryIO]:
             prefix=f".{target.name}.", suffix=".tmp", dir=directory
         )
     except OSError as exc:
-        raise UsageError(f"cannot write {target}: {exc.strerror or exc}") from exc
+        raise OutputError(f"cannot write {target}: {exc.strerror or exc}") from exc
     try:
         with os.fdopen(handle, "wb") as out:
             yield out
@@ -33,7 +33,7 @@ def atomic_write(path: str | Path) -> Iterator[BinaryIO]:
         os.replace(temporary, target)
     except OSError as exc:
         Path(temporary).unlink(missing_ok=True)
-        raise UsageError(f"cannot write {target}: {exc.strerror or exc}") from exc
+        raise OutputError(f"cannot write {target}: {exc.strerror or exc}") from exc
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
@@ -51,8 +51,8 @@ def check_writable(path: str | Path) -> None:
     target = Path(path)
     directory = target.parent if str(target.parent) else Path(".")
     if target.is_dir():
-        raise UsageError(f"cannot write {target}: it is a directory")
+        raise OutputError(f"cannot write {target}: it is a directory")
     if not directory.is_dir():
-        raise UsageError(f"cannot write {target}: directory {directory} does not exist")
+        raise OutputError(f"cannot write {target}: directory {directory} does not exist")
     if not os.access(directory, os.W_OK):
-        raise UsageError(f"cannot write {target}: directory {directory} is not writable")
+        raise OutputError(f"cannot write {target}: directory {directory} is not writable")

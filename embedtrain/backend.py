@@ -1,39 +1,37 @@
-"""Array backend: every NumPy/CuPy difference lives here and nowhere else.
+"""Array backend: every NumPy/CuPy difference lives here and nowhere else (thinc's shape).
 
-:class:`Ops` is written once against ``xp`` (NumPy); :class:`CupyOps` swaps the array
-module and overrides only what CuPy does differently (scatter-add, host copies,
-synchronisation, memory pool). Nothing else in the package imports CuPy.
+:class:`Ops` is written once against ``xp`` and runs on NumPy as it would on CuPy (the
+array forms every head has); :class:`NumpyOps` (the host) and :class:`CupyOps` (a CUDA
+GPU) override only what they do faster or differently: compiled scatters and SciPy's
+BLAS on the host (:mod:`embedtrain.cpu_kernels`), ``cupyx`` scatters, device copies,
+synchronisation and the memory pool on the GPU. Nothing else in the package imports CuPy.
 """
 
 from __future__ import annotations
 
-import os
-import sys
+import logging
 from typing import Any
 
 import numpy as np
-from numba import njit
 from scipy.linalg import blas
 
-from embedtrain.errors import UsageError
+from embedtrain import cpu_kernels
+from embedtrain.errors import GpuUnavailable
 
-#: Set to ``numpy`` to run the GPU code path (the batched engine) on NumPy: how the
-#: tests exercise it on machines without a GPU.
-GPU_BACKEND_ENV = "EMBEDTRAIN_GPU_BACKEND"
 GPU_INSTALL_HINT = "pip install 'embedtrain[gpu]'"
+DEVICES = ("cpu", "gpu", "auto")
+log = logging.getLogger("embedtrain")
 
 
 class Ops:
-    """Array operations on the host with NumPy."""
+    """Array operations written against ``xp`` (NumPy here): the generic form, run as is
+    on the host only to exercise the GPU's code path on a machine without one."""
 
-    name = "numpy"
+    name = "generic"
     xp: Any = np
-
-    def __init__(self, gpu_path: bool = False) -> None:
-        #: True when this backend stands for ``--device gpu``: the batched engine then
-        #: runs every head, and heads take their array form (no compiled CPU kernels),
-        #: as they would on a real GPU.
-        self.gpu_path = gpu_path
+    #: Whether heads may run their compiled CPU forms on this backend's arrays (host
+    #: arrays and Numba kernels); otherwise they take their array forms.
+    runs_compiled_kernels = False
 
     def asarray(self, array: Any, dtype: Any = None) -> Any:
         """Copy a host array to this backend (no copy when already there)."""
@@ -43,11 +41,63 @@ class Ops:
         return np.asarray(array)
 
     def scatter_add(self, target: Any, indices: Any, values: Any) -> None:
-        """``target[indices] += values`` with repeated indices accumulated, not dropped.
+        """``target[indices] += values`` with repeated indices accumulated, not dropped."""
+        self.xp.add.at(target, indices, values)
 
-        Whole-row updates of a matrix (the common case) take a compiled loop, many times
-        faster than ``np.add.at``.
-        """
+    def scatter_add_scaled(
+        self, target: Any, indices: Any, scales: Any, sources: Any, source_rows: Any
+    ) -> None:
+        """``target[indices[k]] += scales[k] * sources[source_rows[k]]`` for every k,
+        repeated indices accumulated: a sparse rank update."""
+        rows = (scales[:, None] * sources[source_rows]).astype(target.dtype)
+        self.scatter_add(target, indices, rows)
+
+    def sparse_gram(self, rows: Any, columns: Any, values: Any, n_rows: int) -> Any:
+        """A A^T (n_rows x n_rows, float64) for the sparse matrix A given as coordinates
+        (``rows``, ``columns``, ``values``), repeated coordinates accumulated."""
+        xp = self.xp
+        unique, column = xp.unique(columns, return_inverse=True)
+        width = unique.shape[0]
+        flat = rows * width + column.reshape(-1)
+        dense = xp.bincount(
+            flat, weights=values.astype(np.float64), minlength=n_rows * width
+        ).reshape(n_rows, width)
+        return dense @ dense.T
+
+    def solve_spd(self, matrix: Any, rhs: Any) -> Any:
+        """Solve ``matrix @ x = rhs`` for a small symmetric positive definite matrix."""
+        return self.xp.linalg.solve(matrix, rhs)
+
+    def gemm(self, a: Any, b: Any, out: Any = None, alpha: float = 1.0) -> Any:
+        """``alpha * a @ b``, or ``out += alpha * a @ b`` in place when ``out`` is given."""
+        product = a @ b
+        if alpha != 1.0:
+            product *= alpha
+        if out is None:
+            return product
+        out += product
+        return out
+
+    def random_state(self, seed: int) -> Any:
+        """A seeded random generator living on this backend."""
+        return self.xp.random.RandomState(seed % (2**32))
+
+    def synchronize(self) -> None:
+        """Wait for queued device work (a no-op on the host)."""
+
+    def release_memory(self) -> None:
+        """Return cached device memory to the system (a no-op on the host)."""
+
+
+class NumpyOps(Ops):
+    """The host backend: NumPy arrays, Numba kernels for the sparse updates, SciPy's BLAS."""
+
+    name = "numpy"
+    runs_compiled_kernels = True
+
+    def scatter_add(self, target: Any, indices: Any, values: Any) -> None:
+        """Whole-row updates of a matrix (the common case) take a compiled loop, many times
+        faster than ``np.add.at``."""
         if (
             target.ndim == 2
             and isinstance(indices, np.ndarray)
@@ -55,32 +105,25 @@ class Ops:
             and values.shape == (indices.shape[0], target.shape[1])
             and values.dtype == target.dtype
         ):
-            _scatter_rows(target, indices, values)
+            cpu_kernels.scatter_rows(target, indices, values)
         else:
             np.add.at(target, indices, values)
 
     def scatter_add_scaled(
         self, target: Any, indices: Any, scales: Any, sources: Any, source_rows: Any
     ) -> None:
-        """``target[indices[k]] += scales[k] * sources[source_rows[k]]`` for every k,
-        repeated indices accumulated: a sparse rank update without forming its rows."""
-        scatter_scaled_rows(target, indices, scales, sources, source_rows)
+        cpu_kernels.scatter_scaled_rows(target, indices, scales, sources, source_rows)
 
     def sparse_gram(self, rows: Any, columns: Any, values: Any, n_rows: int) -> Any:
-        """A A^T (n_rows x n_rows, float64) for the sparse matrix A given as coordinates
-        (``rows``, ``columns``, ``values``), repeated coordinates accumulated."""
-        return sparse_gram(rows, columns, values.astype(np.float64), n_rows)
+        return cpu_kernels.sparse_gram(rows, columns, values.astype(np.float64), n_rows)
 
     def solve_spd(self, matrix: Any, rhs: Any) -> Any:
-        """Solve ``matrix @ x = rhs`` for a small symmetric positive definite matrix
-        (through its Cholesky factor: LAPACK's general solver costs several times more
-        at these sizes)."""
-        return self.gemm(spd_inverse(matrix).astype(rhs.dtype), rhs)
+        """Through the Cholesky factor: LAPACK's general solver costs several times more
+        at these sizes."""
+        return self.gemm(cpu_kernels.spd_inverse(matrix).astype(rhs.dtype), rhs)
 
     def gemm(self, a: Any, b: Any, out: Any = None, alpha: float = 1.0) -> Any:
-        """``alpha * a @ b``, or ``out += alpha * a @ b`` in place when ``out`` is given.
-
-        Calls BLAS through SciPy, the library the compiled kernels use (Numba binds to
+        """Calls BLAS through SciPy, the library the compiled kernels use (Numba binds to
         SciPy's BLAS): NumPy bundles a second OpenBLAS whose idle threads spin for a while
         after each call, and alternating between the two libraries makes them fight over
         the cores. Operands are C-contiguous matrices or their transposes; in Fortran order
@@ -108,16 +151,6 @@ class Ops:
             out[...] = result.T
         return out
 
-    def random_state(self, seed: int) -> Any:
-        """A seeded random generator living on this backend."""
-        return self.xp.random.RandomState(seed % (2**32))
-
-    def synchronize(self) -> None:
-        """Wait for queued device work (a no-op on the host)."""
-
-    def release_memory(self) -> None:
-        """Return cached device memory to the system (a no-op on the host)."""
-
 
 def _fortran_operand(matrix: np.ndarray) -> tuple[np.ndarray, int]:
     """(Fortran-ordered array, BLAS transpose flag) whose op() is ``matrix`` transposed."""
@@ -128,84 +161,6 @@ def _fortran_operand(matrix: np.ndarray) -> tuple[np.ndarray, int]:
     return np.ascontiguousarray(matrix).T, 0
 
 
-@njit(nogil=True, cache=True)
-def _scatter_rows(target: np.ndarray, indices: np.ndarray, values: np.ndarray) -> None:
-    for k in range(indices.shape[0]):
-        row = target[indices[k]]
-        for i in range(row.shape[0]):
-            row[i] += values[k, i]
-
-
-@njit(nogil=True, fastmath=True, cache=True)
-def scatter_scaled_rows(target, indices, scales, sources, source_rows) -> None:
-    """Compiled form of :meth:`Ops.scatter_add_scaled` (also called by compiled kernels)."""
-    for k in range(indices.shape[0]):
-        row = target[indices[k]]
-        source = sources[source_rows[k]]
-        scale = scales[k]
-        for i in range(row.shape[0]):
-            row[i] += scale * source[i]
-
-
-@njit(nogil=True, cache=True)
-def sparse_gram(rows, columns, values, n_rows) -> np.ndarray:
-    """Entries sharing a column meet in a linked list per column, found through a small
-    open-addressing table (O(entries), whatever the largest column index)."""
-    n = rows.shape[0]
-    size = 2
-    while size < 2 * n:
-        size *= 2
-    keys = np.full(size, -1, dtype=np.int64)
-    last = np.full(size, -1, dtype=np.int64)
-    following = np.empty(n, dtype=np.int64)
-    for k in range(n):
-        column = np.int64(columns[k])
-        slot = (column * 2654435761) & (size - 1)
-        while keys[slot] != -1 and keys[slot] != column:
-            slot = (slot + 1) & (size - 1)
-        keys[slot] = column
-        following[k] = last[slot]
-        last[slot] = k
-    gram = np.zeros((n_rows, n_rows))
-    for k in range(n):
-        other = following[k]
-        gram[rows[k], rows[k]] += values[k] * values[k]
-        while other >= 0:
-            product = values[k] * values[other]
-            gram[rows[k], rows[other]] += product
-            gram[rows[other], rows[k]] += product
-            other = following[other]
-    return gram
-
-
-@njit(nogil=True, fastmath=True, cache=True)
-def lower_triangular_inverse(lower: np.ndarray) -> np.ndarray:
-    """Inverse of a lower-triangular matrix, row by row: each row of the inverse is a
-    combination of the rows above it (contiguous row operations, which vectorise)."""
-    n = lower.shape[0]
-    inverse = np.zeros_like(lower)
-    for i in range(n):
-        row = inverse[i]
-        row[i] = 1.0
-        for k in range(i):
-            factor = lower[i, k]
-            above = inverse[k]
-            for j in range(k + 1):
-                row[j] -= factor * above[j]
-        scale = 1.0 / lower[i, i]
-        for j in range(i + 1):
-            row[j] *= scale
-    return inverse
-
-
-@njit(nogil=True, fastmath=True, cache=True)
-def spd_inverse(matrix: np.ndarray) -> np.ndarray:
-    """Inverse of a small symmetric positive definite matrix through its Cholesky factor
-    (also called by compiled kernels)."""
-    lower_inverse = lower_triangular_inverse(np.linalg.cholesky(matrix))
-    return np.dot(lower_inverse.T, lower_inverse)
-
-
 class CupyOps(Ops):
     """The same operations on a CUDA GPU with CuPy."""
 
@@ -214,7 +169,6 @@ class CupyOps(Ops):
     def __init__(self, cupy: Any) -> None:
         import cupyx
 
-        super().__init__(gpu_path=True)
         self.xp = cupy
         self._cupyx = cupyx
 
@@ -224,32 +178,6 @@ class CupyOps(Ops):
     def scatter_add(self, target: Any, indices: Any, values: Any) -> None:
         self._cupyx.scatter_add(target, indices, values)
 
-    def scatter_add_scaled(
-        self, target: Any, indices: Any, scales: Any, sources: Any, source_rows: Any
-    ) -> None:
-        rows = (scales[:, None] * sources[source_rows]).astype(target.dtype)
-        self._cupyx.scatter_add(target, indices, rows)
-
-    def sparse_gram(self, rows: Any, columns: Any, values: Any, n_rows: int) -> Any:
-        xp = self.xp
-        unique, column = xp.unique(columns, return_inverse=True)
-        width = unique.shape[0]
-        flat = rows * width + column.reshape(-1)
-        dense = xp.bincount(flat, weights=values, minlength=n_rows * width).reshape(n_rows, width)
-        return dense @ dense.T
-
-    def solve_spd(self, matrix: Any, rhs: Any) -> Any:
-        return self.xp.linalg.solve(matrix, rhs)
-
-    def gemm(self, a: Any, b: Any, out: Any = None, alpha: float = 1.0) -> Any:
-        product = a @ b
-        if alpha != 1.0:
-            product *= alpha
-        if out is None:
-            return product
-        out += product
-        return out
-
     def synchronize(self) -> None:
         self.xp.cuda.Stream.null.synchronize()
 
@@ -257,14 +185,8 @@ class CupyOps(Ops):
         self.xp.get_default_memory_pool().free_all_blocks()
 
 
-class GpuUnavailable(UsageError):
-    """No usable GPU: CuPy missing or no working CUDA device."""
-
-
-def gpu_ops() -> Ops:
+def gpu_ops() -> CupyOps:
     """The GPU backend, or :class:`GpuUnavailable` with a one-line reason."""
-    if os.environ.get(GPU_BACKEND_ENV, "").lower() == "numpy":
-        return Ops(gpu_path=True)
     try:
         import cupy
     except ImportError as exc:
@@ -283,16 +205,15 @@ def gpu_ops() -> Ops:
     return CupyOps(cupy)
 
 
-def select_ops(device: str, quiet: bool = False) -> Ops:
-    """Backend for ``--device``: ``cpu``, ``gpu`` or ``auto`` (GPU when one works; otherwise
-    the CPU, said once unless ``quiet``)."""
+def select_ops(device: str) -> Ops:
+    """Backend for ``device``: ``cpu``, ``gpu`` or ``auto`` (the GPU when one works;
+    otherwise the CPU, with a logged warning that says why)."""
     if device == "cpu":
-        return Ops()
+        return NumpyOps()
     if device == "gpu":
         return gpu_ops()
     try:
         return gpu_ops()
     except GpuUnavailable as exc:
-        if not quiet:
-            print(f"embedtrain: no usable GPU, training on the CPU ({exc})", file=sys.stderr)
-        return Ops()
+        log.info("no usable GPU, training on the CPU (%s)", exc)
+        return NumpyOps()

@@ -22,7 +22,7 @@ import numpy as np
 
 from embedtrain.backend import Ops
 from embedtrain.corpus import Corpus
-from embedtrain.errors import UsageError
+from embedtrain.errors import OutputError
 from embedtrain.heads.base import PADDING
 from embedtrain.vocab import Vocabulary
 
@@ -71,7 +71,9 @@ class EncodedCorpus:
                         on_block(len(tokens) - len(block))
         except OSError as exc:
             self.close()
-            raise UsageError(f"cannot write temporary word-id file: {exc.strerror or exc}") from exc
+            raise OutputError(
+                f"cannot write temporary word-id file: {exc.strerror or exc}"
+            ) from exc
         except BaseException:
             self.close()
             raise

@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import time
 from pathlib import Path
 
-from embedtrain.errors import UsageError
-from embedtrain.settings import DEVICES, MODELS, Settings
+from embedtrain.corpus import SHIPPED_CORPUS
+from embedtrain.errors import EmbedtrainError, OutputError, SettingsError, TrainingInterrupted
+from embedtrain.settings import DEVICES, ENGINES, EXACT_FORMS, MODELS, Settings
 
-SHIPPED_CORPUS = Path(__file__).resolve().parent.parent / "corpora" / "wordnet-glosses.txt.xz"
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 DEFAULTS = Settings()
@@ -84,7 +85,12 @@ def _train_parser(commands) -> None:
     p.add_argument(
         "--min-lr", type=float, help=f"final learning rate, reached linearly (default: {d.min_lr})"
     )
-    p.add_argument("--threads", type=int, help=f"worker threads on the CPU (default: {d.threads})")
+    p.add_argument(
+        "--threads",
+        type=int,
+        help="Hogwild worker threads of the compiled engine; the batched engine runs one "
+        f"minibatch stream (default: {d.threads})",
+    )
     p.add_argument(
         "--seed",
         type=int,
@@ -101,15 +107,22 @@ def _train_parser(commands) -> None:
     )
     p.add_argument(
         "--exact",
-        choices=("factored", "naive"),
+        choices=EXACT_FORMS,
         help="exact heads: factored O(d^2) update or the naive O(Dd) reference "
         f"(default: {d.exact})",
     )
     p.add_argument(
         "--device",
         choices=DEVICES,
-        default="auto",
-        help="cpu, gpu (CuPy) or auto: the GPU when one works (default: auto)",
+        help=f"cpu, gpu (CuPy) or auto: the GPU when one works (default: {d.device})",
+    )
+    p.add_argument(
+        "--engine",
+        choices=ENGINES,
+        help="compiled: Numba per-example SGD with Hogwild threads (ns, hs; CPU); batched: "
+        "minibatches on the array backend (every head, CPU or GPU; skip-gram groups each "
+        "centre word's context words into one target); auto: compiled where it can run, "
+        f"batched otherwise (default: {d.engine})",
     )
     p.add_argument(
         "--save-output",
@@ -133,18 +146,11 @@ def _train_parser(commands) -> None:
     p.set_defaults(run=_run_train)
 
 
-def _settings_from(args: argparse.Namespace, base: Settings) -> Settings:
-    values = base.to_dict()
-    for name in values:
-        given = getattr(args, name, None)
-        if given is not None:
-            values[name] = given
-    return Settings.from_dict(values)
-
-
-def _say(args: argparse.Namespace, message: str) -> None:
-    if not args.quiet:
-        print(message, file=sys.stderr)
+def _options_given(args: argparse.Namespace) -> dict:
+    """The training options set on the command line (the rest keep their defaults, or a
+    resumed model's settings)."""
+    names = [name for name in DEFAULTS.to_dict() if getattr(args, name, None) is not None]
+    return {name: getattr(args, name) for name in names}
 
 
 def _check_distinct_paths(args: argparse.Namespace, corpus_path: str) -> None:
@@ -164,86 +170,63 @@ def _check_distinct_paths(args: argparse.Namespace, corpus_path: str) -> None:
         for source_name, source in inputs.items():
             replaces = source is not None and target == Path(source).resolve()
             if replaces and (name, source_name) != ("--save-model", "--resume"):
-                raise UsageError(f"{name} {path} would overwrite {source_name}")
+                raise OutputError(f"{name} {path} would overwrite {source_name}")
         if target in seen:
-            raise UsageError(f"{name} and {seen[target]} name the same file {path}")
+            raise OutputError(f"{name} and {seen[target]} name the same file {path}")
         seen[target] = name
 
 
 def _run_train(args: argparse.Namespace) -> int:
+    """Check the outputs, train through the API, write the outputs."""
+    from embedtrain.api import train
     from embedtrain.atomic import check_writable
-    from embedtrain.backend import select_ops
-    from embedtrain.corpus import Corpus
-    from embedtrain.heads import HEADS
+    from embedtrain.heads import head_kind
     from embedtrain.model import Model
-    from embedtrain.train import encode_corpus, scan_vocabulary, train
 
     corpus_path = args.corpus if args.corpus is not None else str(SHIPPED_CORPUS)
     _check_distinct_paths(args, corpus_path)
     for path in (args.output, args.save_output, args.save_model):
         if path:
             check_writable(path)
-    if args.resume:
-        # A resumed run keeps its saved settings; only its length and threads may change.
-        settings = Model.saved_settings(args.resume)
-        settings.epochs = args.epochs or settings.epochs
-        settings.threads = args.threads or settings.threads
-    else:
-        settings = _settings_from(args, DEFAULTS)
-    settings.validate(tuple(HEADS))
-    started = time.perf_counter()
-    with Corpus(corpus_path, settings.max_sentence_length) as corpus:
-        vocab = None if args.resume else scan_vocabulary(corpus, settings, quiet=args.quiet)
-        ops = select_ops(args.device, quiet=args.quiet)
-        if args.resume:
-            model = Model.load(args.resume, ops)
-            model.settings = settings
-        else:
-            model = Model(vocab, settings, ops)
-        if args.save_output and not model.head.has_output_vectors:
-            raise UsageError(
-                f"--save-output: the {settings.head} head has no per-word output vectors "
-                "(its output rows belong to the Huffman tree's inner nodes)"
-            )
-        encoded = encode_corpus(corpus, model.vocab, quiet=args.quiet)
-        try:
-            result = train(model, encoded, quiet=args.quiet)
-        finally:
-            encoded.close()
-        bad_bytes = corpus.bad_bytes
-    if bad_bytes:
-        print(
-            f"embedtrain: warning: {bad_bytes:,} undecodable bytes in the corpus were replaced",
-            file=sys.stderr,
+    options = _options_given(args)
+    saved = Model.saved_settings(args.resume) if args.resume else None
+    head = saved.head if saved else options.get("head", DEFAULTS.head)
+    if args.save_output and not head_kind(head).has_output_vectors:
+        raise SettingsError(
+            f"--save-output: the {head} head has no per-word output vectors "
+            "(its output rows belong to the Huffman tree's inner nodes)"
         )
-    if result.interrupted:
+    started = time.perf_counter()
+    try:
+        embeddings = train(corpus_path, progress=not args.quiet, resume=args.resume, **options)
+    except TrainingInterrupted as stopped:
         path = args.save_model or f"{args.output}.partial.npz"
-        model.save(path)
+        stopped.embeddings.save(path)
         print(
             f"embedtrain: interrupted; model so far saved to {path} "
             f"(continue with: embedtrain train {corpus_path} --resume {path} -o {args.output})",
             file=sys.stderr,
         )
         return EXIT_INTERRUPTED
-    from embedtrain.export import is_binary_path, save_word2vec
-
-    save_word2vec(args.output, model.vocab.words, model.host_vectors(), is_binary_path(args.output))
+    embeddings.save_vectors(args.output)
     if args.save_output:
-        outputs = model.head.output_vectors()
-        save_word2vec(
-            args.save_output, model.vocab.words, outputs, is_binary_path(args.save_output)
-        )
+        embeddings.save_output_vectors(args.save_output)
     if args.save_model:
-        model.save(args.save_model)
+        embeddings.save(args.save_model)
     elapsed = time.perf_counter() - started
     _say(
         args,
-        f"wrote {len(model.vocab):,} vectors of dimension {settings.dim} to {args.output} "
-        f"in {elapsed:.1f} s"
+        f"wrote {len(embeddings):,} vectors of dimension {embeddings.vectors.shape[1]} to "
+        f"{args.output} in {elapsed:.1f} s"
         + (f"; output vectors to {args.save_output}" if args.save_output else "")
         + (f"; model saved to {args.save_model}" if args.save_model else ""),
     )
     return 0
+
+
+def _say(args: argparse.Namespace, message: str) -> None:
+    if not args.quiet:
+        print(message, file=sys.stderr)
 
 
 def _eval_parser(commands) -> None:
@@ -290,7 +273,7 @@ def _run_eval(args: argparse.Namespace) -> int:
     )
 
     if args.restrict_vocab <= 0:
-        raise UsageError("--restrict-vocab must be positive")
+        raise SettingsError("--restrict-vocab must be positive")
     scores = evaluate(
         load_vectors(args.vectors),
         analogies=default_analogies() + (args.analogies or []),
@@ -330,11 +313,11 @@ def _neighbours(args: argparse.Namespace, positive: list[str], negative: list[st
     from embedtrain.evaluate import load_vectors
 
     if args.n <= 0:
-        raise UsageError("-n must be positive")
+        raise SettingsError("-n must be positive")
     vectors = load_vectors(args.vectors)
     for word in positive + negative:
         if word not in vectors.key_to_index:
-            raise UsageError(f"word {word!r} is not in the vocabulary of {args.vectors}")
+            raise SettingsError(f"word {word!r} is not in the vocabulary of {args.vectors}")
     for word, similarity in vectors.most_similar(positive=positive, negative=negative, topn=args.n):
         print(f"{word}\t{similarity:.4f}")
     return 0
@@ -361,12 +344,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _LogFormat(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        level = "warning: " if record.levelno >= logging.WARNING else ""
+        return f"embedtrain: {level}{record.getMessage()}"
+
+
+def _show_log(quiet: bool) -> None:
+    """The library's log records as ``embedtrain: ...`` lines on stderr (warnings only
+    with --quiet)."""
+    logger = logging.getLogger("embedtrain")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_LogFormat())
+    logger.handlers[:] = [handler]
+    logger.setLevel(logging.WARNING if quiet else logging.INFO)
+    logger.propagate = False
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    _show_log(getattr(args, "quiet", False))
     try:
         return args.run(args)
-    except UsageError as exc:
+    except EmbedtrainError as exc:
         print(f"embedtrain: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

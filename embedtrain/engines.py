@@ -1,9 +1,15 @@
-"""Engines: how one job of word ids becomes parameter updates.
+"""Engines: how one job of word ids becomes parameter updates, and the one rule that
+decides which runs (:func:`choose_engine`).
 
 - :class:`CompiledEngine`: the Numba skip-gram/CBOW drivers with the head's compiled
-  per-example step; ``nogil``, so several threads train at once (Hogwild, as word2vec).
+  per-example step; ``nogil``, so ``threads`` threads train at once (Hogwild, as word2vec).
+  Skip-gram updates pair by pair with the context word's vector as input (word2vec).
 - :class:`BatchedEngine`: minibatches on the array backend (NumPy or CuPy) through
-  :meth:`Head.batch_step`; the GPU path, the exact heads' path, and the CPU fallback.
+  :meth:`Head.batch_step`, one stream of minibatches (``threads`` is not used; BLAS
+  threads its own products). Skip-gram groups the same (centre, context) pairs by centre
+  word: each centre word's vector is the input for all its context words at once (one
+  K-sparse target, fastText's orientation, the form the exact heads need). Over a corpus
+  the pairs, and so the objective, are the same; the order and grouping of updates differ.
 
 Both expose ``run_job(job, lr_start, lr_end, seed) -> (loss, examples)``.
 """
@@ -15,9 +21,14 @@ from typing import Any
 import numpy as np
 
 from embedtrain import kernels
+from embedtrain.backend import NumpyOps, Ops, select_ops
 from embedtrain.batching import window_batch
+from embedtrain.errors import SettingsError
+from embedtrain.heads import head_kind
 from embedtrain.heads.base import PADDING
 from embedtrain.model import Model
+from embedtrain.rng import seed_state
+from embedtrain.settings import Settings
 
 
 class CompiledEngine:
@@ -44,7 +55,7 @@ class CompiledEngine:
             self.model.settings.window,
             lr_start,
             lr_end,
-            kernels.seed_state(seed),
+            seed_state(seed),
         )
 
 
@@ -60,7 +71,7 @@ class BatchedEngine:
         self.ops = model.ops
         self.keep = self.ops.asarray(keep)
         settings = model.settings
-        self.batch_size = settings.batch_size or model.head.default_batch_size
+        self.batch_size = model.head.batch_size(settings)
         self.cbow = settings.model == "cbow"
 
     def run_job(
@@ -114,9 +125,33 @@ class BatchedEngine:
         return step.loss, step.pairs
 
 
-def make_engine(model: Model, keep: np.ndarray) -> CompiledEngine | BatchedEngine:
-    """The compiled engine on the host when the head has a compiled step, else batched."""
-    compiled = None if model.ops.gpu_path else model.head.compiled_step()
-    if compiled is not None:
-        return CompiledEngine(model, keep, compiled)
+def choose_engine(settings: Settings) -> tuple[str, Ops]:
+    """The engine (``compiled`` or ``batched``) and the backend to run, decided once here
+    from ``settings.engine``, ``settings.device`` and the head:
+
+    - ``compiled`` needs a head with a compiled per-example step (ns, hs) and the CPU;
+    - ``batched`` runs any head on the device's backend;
+    - ``auto``: ``compiled`` where it can run (ns and hs on the CPU, i.e. ``device`` cpu,
+      or auto without a usable GPU), ``batched`` otherwise (a GPU, the exact heads).
+    """
+    if settings.engine == "compiled":
+        if not head_kind(settings.head).has_compiled_step:
+            raise SettingsError(
+                f"--engine compiled: the {settings.head} head has no compiled per-example "
+                "step (use --engine batched or auto)"
+            )
+        if settings.device == "gpu":
+            raise SettingsError("--engine compiled runs on the CPU (use --engine batched on a GPU)")
+        return "compiled", NumpyOps()
+    ops = select_ops(settings.device)
+    if settings.engine == "batched":
+        return "batched", ops
+    compiled = head_kind(settings.head).has_compiled_step and ops.runs_compiled_kernels
+    return ("compiled" if compiled else "batched"), ops
+
+
+def make_engine(model: Model, keep: np.ndarray, engine: str) -> CompiledEngine | BatchedEngine:
+    """Build the engine :func:`choose_engine` chose for ``model``."""
+    if engine == "compiled":
+        return CompiledEngine(model, keep, model.head.compiled_step())
     return BatchedEngine(model, keep)

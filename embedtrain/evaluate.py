@@ -7,7 +7,7 @@ import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from embedtrain.errors import UsageError
+from embedtrain.errors import ModelFileError
 from embedtrain.export import is_binary_path
 
 DEFAULT_RESTRICT_VOCAB = 30_000
@@ -43,11 +43,11 @@ def load_vectors(path: str | Path):
     from gensim.models import KeyedVectors
 
     if not Path(path).is_file():
-        raise UsageError(f"vectors file {path} does not exist")
+        raise ModelFileError(f"vectors file {path} does not exist")
     try:
         return KeyedVectors.load_word2vec_format(str(path), binary=is_binary_path(path))
     except (ValueError, UnicodeDecodeError, EOFError, IndexError) as exc:
-        raise UsageError(
+        raise ModelFileError(
             f"{path} is not a word2vec {'binary' if is_binary_path(path) else 'text'} file ({exc})"
         ) from exc
 
@@ -89,7 +89,7 @@ def evaluate(
 
 def _check_readable(path: str) -> None:
     if not Path(path).is_file():
-        raise UsageError(f"evaluation file {path} does not exist")
+        raise ModelFileError(f"evaluation file {path} does not exist")
 
 
 def _count_analogy_questions(path: str) -> int:

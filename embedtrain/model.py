@@ -7,6 +7,7 @@ vocabulary with counts, input vectors, the head's parameters and the words done.
 from __future__ import annotations
 
 import json
+import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,8 +16,8 @@ import numpy as np
 
 from embedtrain.atomic import atomic_write
 from embedtrain.backend import Ops
-from embedtrain.errors import UsageError
-from embedtrain.heads import Head, make_head
+from embedtrain.errors import ModelFileError
+from embedtrain.heads import Head, head_kind
 from embedtrain.settings import Settings
 from embedtrain.vocab import Vocabulary
 
@@ -26,19 +27,32 @@ FORMAT_VERSION = 1
 class Model:
     """Parameters and progress of one training run."""
 
-    def __init__(self, vocab: Vocabulary, settings: Settings, ops: Ops) -> None:
+    def __init__(
+        self,
+        vocab: Vocabulary,
+        settings: Settings,
+        ops: Ops,
+        vectors: np.ndarray | None = None,
+        head_parameters: dict[str, np.ndarray] | None = None,
+        words_done: int = 0,
+        history: list[dict] | None = None,
+    ) -> None:
+        """A fresh model (seeded initialisation) or, given the arrays, one built from them."""
         self.vocab = vocab
         self.settings = settings
         self.ops = ops
-        rng = np.random.default_rng(settings.seed)
-        # gensim 4.x initialisation: uniform in [-1/d, 1/d).
-        vectors = rng.random((len(vocab), settings.dim), dtype=np.float32)
-        vectors *= 2.0
-        vectors -= 1.0
-        vectors /= settings.dim
-        self.vectors = ops.asarray(vectors)
-        self.head: Head = make_head(vocab, settings, ops, settings.seed + 1)
-        self.words_done = 0  # in-vocabulary words trained on, over all epochs
+        if vectors is None:
+            rng = np.random.default_rng(settings.seed)
+            # gensim 4.x initialisation: uniform in [-1/d, 1/d).
+            vectors = rng.random((len(vocab), settings.dim), dtype=np.float32)
+            vectors *= 2.0
+            vectors -= 1.0
+            vectors /= settings.dim
+        self.vectors = ops.asarray(vectors, dtype=np.float32)
+        kind = head_kind(settings.head)
+        self.head: Head = kind.create(vocab, settings, ops, settings.seed + 1, head_parameters)
+        self.words_done = words_done  # in-vocabulary words trained on, over all epochs
+        self.history: list[dict] = history or []  # per-epoch reports, over all runs
 
     def host_vectors(self) -> np.ndarray:
         return self.ops.to_host(self.vectors)
@@ -50,6 +64,7 @@ class Model:
             "settings": self.settings.to_dict(),
             "words_done": self.words_done,
             "total_corpus_words": self.vocab.total_words,
+            "history": self.history,
         }
         arrays = {f"head.{k}": v for k, v in self.head.parameters().items()}
         with atomic_write(path) as out:
@@ -66,48 +81,90 @@ class Model:
     def saved_settings(path: str | Path) -> Settings:
         """The settings stored in a model file, without loading its arrays."""
         with _open_model(path) as data:
-            return Settings.from_dict(_header(path, data)["settings"])
+            return _header(path, data)[1]
 
     @classmethod
-    def load(cls, path: str | Path, ops: Ops) -> Model:
-        """Read a native model file written by :meth:`save`."""
+    def load(cls, path: str | Path, ops: Ops, settings: Settings | None = None) -> Model:
+        """Read a native model file written by :meth:`save`, with its saved settings or
+        ``settings`` (the saved ones with a resumed run's changes). Every array is checked
+        (shape, type, finiteness) before any kernel sees it."""
         with _open_model(path) as data:
-            header = _header(path, data)
+            header, saved = _header(path, data)
+            settings = settings or saved
             try:
-                vocab = Vocabulary(
-                    [str(w) for w in data["words"]],
-                    data["counts"].astype(np.int64),
-                    int(header["total_corpus_words"]),
-                )
-                model = cls(vocab, Settings.from_dict(header["settings"]), ops)
-                model.vectors = ops.asarray(data["vectors"].astype(np.float32))
-                model.head.load_parameters(
-                    {k[5:]: data[k] for k in data.files if k.startswith("head.")}
-                )
-                model.words_done = int(header["words_done"])
-            except (OSError, ValueError, KeyError) as exc:
-                raise UsageError(f"{path} is not an embedtrain model file ({exc})") from exc
-        return model
+                words = [str(w) for w in data["words"]]
+                counts = data["counts"]
+                vectors = data["vectors"]
+                head = {k[5:]: data[k] for k in data.files if k.startswith("head.")}
+                total = int(header["total_corpus_words"])
+                words_done = int(header["words_done"])
+                history = list(header.get("history", []))
+            except (OSError, ValueError, KeyError, TypeError, EOFError) as exc:
+                raise ModelFileError(f"{path} is not an embedtrain model file ({exc})") from exc
+            except zipfile.BadZipFile as exc:
+                raise ModelFileError(f"{path} is damaged ({exc})") from exc
+        _check_array(path, "counts", counts, (len(words),), integer=True)
+        if (counts < 0).any() or words_done < 0 or total < 0:
+            raise ModelFileError(f"{path} is damaged (negative counts)")
+        _check_array(path, "vectors", vectors, (len(words), settings.dim))
+        vocab = Vocabulary(words, counts.astype(np.int64), total)
+        kind = head_kind(settings.head)
+        expected = kind.parameter_shapes(len(vocab), settings)
+        if set(head) != set(expected):
+            raise ModelFileError(
+                f"{path} is damaged (head arrays {sorted(head)}, expected {sorted(expected)})"
+            )
+        for name, shape in expected.items():
+            _check_array(path, f"head.{name}", head[name], shape)
+        return cls(vocab, settings, ops, vectors, head, words_done, history)
 
 
 @contextmanager
 def _open_model(path: str | Path) -> Iterator:
-    """The model file's arrays, loaded lazily; unreadable files are usage errors."""
+    """The model file's arrays, loaded lazily; unreadable files are :class:`ModelFileError`."""
+    if not Path(path).is_file():
+        raise ModelFileError(f"model file {path} does not exist")
     try:
         data = np.load(path, allow_pickle=False)
-    except FileNotFoundError as exc:
-        raise UsageError(f"model file {path} does not exist") from exc
-    except (OSError, ValueError) as exc:
-        raise UsageError(f"{path} is not an embedtrain model file ({exc})") from exc
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise ModelFileError(f"{path} is not an embedtrain model file ({_reason(exc)})") from exc
+    if not isinstance(data, np.lib.npyio.NpzFile):
+        raise ModelFileError(f"{path} is not an embedtrain model file (a single array)")
     with data:
         yield data
 
 
-def _header(path: str | Path, data) -> dict:
+def _header(path: str | Path, data) -> tuple[dict, Settings]:
+    """The header and the saved settings, checked."""
     try:
         header = json.loads(str(data["header"]))
-    except (KeyError, ValueError) as exc:
-        raise UsageError(f"{path} is not an embedtrain model file ({exc})") from exc
-    if header.get("format") != FORMAT_VERSION:
-        raise UsageError(f"{path}: unsupported model format {header.get('format')}")
-    return header
+        if header.get("format") != FORMAT_VERSION:
+            raise ModelFileError(f"{path}: unsupported model format {header.get('format')}")
+        settings = Settings.from_dict(header["settings"])
+        settings.validate()
+    except (KeyError, ValueError, TypeError, AttributeError, EOFError, OSError) as exc:
+        raise ModelFileError(f"{path} is not an embedtrain model file ({_reason(exc)})") from exc
+    except zipfile.BadZipFile as exc:
+        raise ModelFileError(f"{path} is damaged ({exc})") from exc
+    return header, settings
+
+
+def _reason(exc: BaseException) -> str:
+    """The cause in a few words (NumPy's pickle advice does not apply to a model file)."""
+    if isinstance(exc, KeyError):
+        return f"no {exc}"
+    text = str(exc).split(".")[0] if "allow_pickle" in str(exc) else str(exc)
+    return text or type(exc).__name__
+
+
+def _check_array(
+    path: str | Path, name: str, array: np.ndarray, shape: tuple[int, ...], integer: bool = False
+) -> None:
+    """A saved array must have the shape the header implies, a numeric type, finite values."""
+    kind = "iu" if integer else "f"
+    if array.dtype.kind not in kind or array.shape != shape:
+        raise ModelFileError(
+            f"{path} is damaged ({name} is {array.dtype} {array.shape}, expected {shape})"
+        )
+    if not integer and not np.isfinite(array).all():
+        raise ModelFileError(f"{path} is damaged ({name} has non-finite values)")

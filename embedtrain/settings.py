@@ -1,23 +1,25 @@
-"""Training settings, their defaults (word2vec/gensim's where sensible) and validation."""
+"""Training settings: every option's name, default (word2vec/gensim's where sensible) and
+validation, defined once for the Python API and the command line."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
+from numbers import Integral, Real
+from typing import Any
 
-from embedtrain.errors import UsageError
+from embedtrain.errors import SettingsError
 
 MODELS = ("skipgram", "cbow")
 DEVICES = ("cpu", "gpu", "auto")
-EXACT_HEADS = ("spherical", "squared", "softmax")
-#: The exact heads' minibatch step holds m x m matrices (and m x D outputs for the naive
-#: ones): beyond this the memory, not the arithmetic, decides, and a typo could page the
-#: machine to a halt instead of failing.
-MAX_EXACT_BATCH = 4096
+ENGINES = ("auto", "compiled", "batched")
+EXACT_FORMS = ("factored", "naive")
+#: Settings a resumed run may change; the others define the model and are kept.
+RESUMABLE_OVERRIDES = ("epochs", "threads", "device", "engine")
 
 
 @dataclass
 class Settings:
-    """Everything that defines a training run; saved with the model for ``--resume``."""
+    """Everything that defines a training run; saved with the model for ``resume``."""
 
     model: str = "cbow"  # gensim's default (sg=0)
     head: str = "ns"
@@ -38,41 +40,92 @@ class Settings:
     epsilon: float = 1e-3  # spherical softmax: P(c|h) = (o_c^2 + eps) / (|o|^2 + D eps)
     exact: str = "factored"  # exact heads: "factored" (O(d^2)) or "naive" (O(Dd)) reference
     max_sentence_length: int = 10_000
+    device: str = "auto"  # where the arrays live: cpu, gpu (CuPy) or auto
+    engine: str = "auto"  # compiled (Numba per-example) or batched (minibatches); see engines
 
-    def validate(self, head_names: tuple[str, ...]) -> None:
-        """Raise :class:`UsageError` naming the first nonsensical value."""
+    def validate(self) -> None:
+        """Raise :class:`SettingsError` naming the first nonsensical value, then let the
+        head check its own limits."""
+        from embedtrain.heads import head_kind
+
+        for name, value in self.to_dict().items():
+            expected = _TYPES[name]
+            if value is None and name in _OPTIONAL:
+                continue
+            if isinstance(value, bool) or not isinstance(value, expected):
+                kind = _TYPE_NAMES[expected]
+                raise SettingsError(f"--{_flag(name)} must be {kind}, not {value!r}")
         checks = [
             (self.model in MODELS, f"--model must be one of {', '.join(MODELS)}"),
-            (self.head in head_names, f"--head must be one of {', '.join(head_names)}"),
             (self.dim > 0, "--dim must be positive"),
             (self.window > 0, "--window must be positive"),
             (self.negative >= 0, "--negative must be >= 0"),
-            (self.head != "ns" or self.negative > 0, "--head ns needs --negative >= 1"),
             (self.min_count >= 1, "--min-count must be >= 1"),
+            (
+                self.max_vocab_size is None or self.max_vocab_size >= 1,
+                "--max-vocab-size must be >= 1",
+            ),
+            (
+                self.max_final_vocab is None or self.max_final_vocab >= 1,
+                "--max-final-vocab must be >= 1",
+            ),
             (self.sample >= 0, "--sample must be >= 0"),
             (self.epochs > 0, "--epochs must be positive"),
             (self.lr > 0, "--lr must be positive"),
             (0 <= self.min_lr <= self.lr, "--min-lr must be between 0 and --lr"),
             (self.threads > 0, "--threads must be positive"),
             (self.batch_size >= 0, "--batch-size must be >= 0"),
-            (
-                self.head not in EXACT_HEADS or self.batch_size <= MAX_EXACT_BATCH,
-                f"--batch-size must be <= {MAX_EXACT_BATCH:,} for the exact heads (their "
-                + "minibatch step holds m x m matrices)",
-            ),
             (self.epsilon > 0, "--epsilon must be positive"),
-            (self.exact in ("factored", "naive"), "--exact must be factored or naive"),
+            (self.exact in EXACT_FORMS, f"--exact must be one of {', '.join(EXACT_FORMS)}"),
             (self.max_sentence_length > 0, "max_sentence_length must be positive"),
             (self.seed >= 0, "--seed must be >= 0"),
+            (self.device in DEVICES, f"--device must be one of {', '.join(DEVICES)}"),
+            (self.engine in ENGINES, f"--engine must be one of {', '.join(ENGINES)}"),
         ]
         for ok, message in checks:
             if not ok:
-                raise UsageError(message)
+                raise SettingsError(message)
+        head_kind(self.head).check_settings(self)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, values: dict) -> Settings:
+    def from_dict(cls, values: dict[str, Any]) -> Settings:
+        """Settings from a saved dictionary (unknown keys ignored, missing ones default)."""
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in known})
+
+    @classmethod
+    def from_options(cls, **options: Any) -> Settings:
+        """Defaults overridden by ``options`` (the API's keyword arguments), validated."""
+        unknown = sorted(set(options) - _TYPES.keys())
+        if unknown:
+            raise SettingsError(f"unknown option {unknown[0]!r}; options are {', '.join(_TYPES)}")
+        settings = replace(cls(), **options)
+        settings.validate()
+        return settings
+
+    def resumed_with(self, **options: Any) -> Settings:
+        """These (saved) settings with the options a resumed run may change."""
+        changed = sorted(set(options) - set(RESUMABLE_OVERRIDES))
+        if changed:
+            raise SettingsError(
+                f"a resumed run keeps its saved settings; only {', '.join(RESUMABLE_OVERRIDES)} "
+                f"may be given (not {', '.join(changed)})"
+            )
+        settings = replace(self, **options)
+        settings.validate()
+        return settings
+
+
+def _flag(name: str) -> str:
+    return name.replace("_", "-")
+
+
+_TYPES: dict[str, type] = {
+    f.name: {"int": Integral, "float": Real, "str": str}[f.type.split(" | ")[0]]
+    for f in fields(Settings)
+}
+_OPTIONAL = {f.name for f in fields(Settings) if "None" in f.type}
+_TYPE_NAMES = {Integral: "an integer", Real: "a number", str: "a string"}

@@ -12,8 +12,6 @@ from itertools import chain
 import numpy as np
 from numba import njit
 
-from embedtrain.errors import UsageError
-
 
 @dataclass
 class Vocabulary:
@@ -70,12 +68,6 @@ def build_vocabulary(
     as word2vec.c's ReduceVocab and gensim's prune_vocab do. ``max_final_vocab`` then
     keeps at most that many of the most frequent words.
     """
-    if min_count < 1:
-        raise UsageError("min_count must be at least 1")
-    if max_vocab_size is not None and max_vocab_size < 1:
-        raise UsageError("max_vocab_size must be at least 1")
-    if max_final_vocab is not None and max_final_vocab < 1:
-        raise UsageError("max_final_vocab must be at least 1")
     counts: Counter[str] = Counter()
     total = 0
     min_reduce = 1

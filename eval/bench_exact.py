@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from embedtrain.backend import Ops
+from embedtrain.backend import NumpyOps
 from embedtrain.heads.base import PADDING
 from embedtrain.heads.exact import FactoredHead, NaiveHead, SphericalSoftmax, SquaredError
 from embedtrain.settings import Settings
@@ -94,8 +94,8 @@ def speedup(args: argparse.Namespace) -> None:
             for name, loss in LOSSES.items():
                 naive, factored = time_heads(
                     [
-                        (NaiveHead(loss(), vocab, settings, Ops(), 0), naive_batches),
-                        (FactoredHead(loss(), vocab, settings, Ops(), 0), factored_batches),
+                        (NaiveHead(loss(), vocab, settings, NumpyOps(), 0), naive_batches),
+                        (FactoredHead(loss(), vocab, settings, NumpyOps(), 0), factored_batches),
                     ],
                     1e-3,
                     args.repeats,

@@ -1,8 +1,8 @@
 """GPU path against the CPU path, in one run.
 
 1. Words/s of whole training runs (SG-NS, CBOW-NS, SG-HS): the compiled CPU engine
-   (``--device cpu``), the batched engine on NumPy (the GPU code path run on the CPU,
-   ``EMBEDTRAIN_GPU_BACKEND=numpy --device gpu``), and the batched engine on a real GPU
+   (``--device cpu --engine compiled``), the batched engine on the CPU
+   (``--device cpu --engine batched``), and the batched engine on a real GPU
    (``--device gpu``) when one works.
 2. Pairs/s of one minibatch step of the exact heads (factored spherical and squared,
    naive softmax) on the CPU backend and, when available, on the GPU.
@@ -16,7 +16,6 @@ Without a working GPU it says so and measures only the CPU columns.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 import time
@@ -24,9 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
-from embedtrain.backend import GPU_BACKEND_ENV, GpuUnavailable, Ops, gpu_ops
-from embedtrain.cli import SHIPPED_CORPUS
-from embedtrain.heads.exact import softmax_head, spherical_head, squared_head
+from embedtrain.backend import NumpyOps, Ops, gpu_ops
+from embedtrain.corpus import SHIPPED_CORPUS
+from embedtrain.errors import GpuUnavailable
+from embedtrain.heads import head_kind
 from embedtrain.settings import Settings
 
 HERE = Path(__file__).resolve().parent
@@ -40,7 +40,7 @@ CONFIGS = {
     "cbow-ns": ["--model", "cbow", "--head", "ns"],
     "sg-hs": ["--model", "skipgram", "--head", "hs"],
 }
-EXACT = {"spherical": spherical_head, "squared": squared_head, "softmax": softmax_head}
+EXACT = ("spherical", "squared", "softmax")
 
 
 def words_per_second(
@@ -49,33 +49,32 @@ def words_per_second(
     epochs: int,
     options: list[str],
     device: str,
-    numpy_gpu: bool,
+    engine: str,
     scratch: Path,
 ) -> float:
     command = train_command(
-        corpus, scratch / "v.bin", "--epochs", str(epochs), "--device", device, *options
+        corpus,
+        scratch / "v.bin",
+        "--epochs",
+        str(epochs),
+        "--device",
+        device,
+        "--engine",
+        engine,
+        *options,
     )
-    saved = os.environ.get(GPU_BACKEND_ENV)
-    if numpy_gpu:
-        os.environ[GPU_BACKEND_ENV] = "numpy"
-    else:
-        os.environ.pop(GPU_BACKEND_ENV, None)
     try:
         seconds, _ = timed_process(command)
     except SystemExit as failure:  # a diverged or failed run: report it, keep measuring
         print(f"  ({' '.join(options)} on {device}: {str(failure).splitlines()[-1]})")
         return float("nan")
-    finally:
-        if saved is None:
-            os.environ.pop(GPU_BACKEND_ENV, None)
-        else:
-            os.environ[GPU_BACKEND_ENV] = saved
     return tokens * epochs / seconds
 
 
-def pairs_per_second(ops: Ops, make_head, vocab_size: int, dim: int, m: int, steps: int) -> float:
+def pairs_per_second(ops: Ops, name: str, vocab_size: int, dim: int, m: int, steps: int) -> float:
     vocab = zipf_vocabulary(vocab_size)
-    head = make_head(vocab, Settings(dim=dim), ops, 0)
+    settings = Settings(dim=dim, head=name)
+    head = head_kind(name).create(vocab, settings, ops, 0)
     batches = [
         (ops.asarray(h), ops.asarray(t))
         for h, t in make_batches(np.random.default_rng(0), vocab_size, dim, m, 10, steps + 1)
@@ -100,7 +99,6 @@ def main() -> None:
     parser.add_argument("--dims", type=int, nargs="+", default=[100, 300])
     parser.add_argument("--batch", type=int, nargs="+", default=[64, 1024])
     args = parser.parse_args()
-    os.environ.pop(GPU_BACKEND_ENV, None)
     try:
         gpu = gpu_ops()
         print(
@@ -116,18 +114,20 @@ def main() -> None:
             f"\ncorpus {args.corpus}: {tokens:,} tokens, {args.epochs} epoch(s), d=100, whole processes"
         )
         print(
-            "| config | compiled CPU words/s | batched on NumPy words/s | NumPy / compiled | GPU words/s | GPU / compiled |"
+            "| config | compiled CPU words/s | batched CPU words/s | batched / compiled | GPU words/s | GPU / compiled |"
         )
         print("|---|---|---|---|---|---|")
         for name, options in CONFIGS.items():
             compiled = words_per_second(
-                corpus, tokens, args.epochs, options, "cpu", False, Path(scratch)
+                corpus, tokens, args.epochs, options, "cpu", "compiled", Path(scratch)
             )
             batched = words_per_second(
-                corpus, tokens, args.epochs, options, "gpu", True, Path(scratch)
+                corpus, tokens, args.epochs, options, "cpu", "batched", Path(scratch)
             )
             on_gpu = (
-                words_per_second(corpus, tokens, args.epochs, options, "gpu", False, Path(scratch))
+                words_per_second(
+                    corpus, tokens, args.epochs, options, "gpu", "batched", Path(scratch)
+                )
                 if gpu
                 else None
             )
@@ -144,14 +144,10 @@ def main() -> None:
     print("|---|---|---|---|---|---|")
     for dim in args.dims:
         for m in args.batch:
-            for name, make_head in EXACT.items():
+            for name in EXACT:
                 steps = 5 if name == "softmax" else 50
-                cpu = pairs_per_second(Ops(), make_head, args.vocab_size, dim, m, steps)
-                fast = (
-                    pairs_per_second(gpu, make_head, args.vocab_size, dim, m, steps)
-                    if gpu
-                    else None
-                )
+                cpu = pairs_per_second(NumpyOps(), name, args.vocab_size, dim, m, steps)
+                fast = pairs_per_second(gpu, name, args.vocab_size, dim, m, steps) if gpu else None
                 cells = f"{fast:,.0f} | {fast / cpu:.1f}x" if fast else "not measured | -"
                 print(f"| {name} | {dim} | {m} | {cpu:,.0f} | {cells} |", flush=True)
 

@@ -72,3 +72,25 @@ def numeric_gradient(f, x: np.ndarray, eps: float = 1e-6) -> np.ndarray:
         x[i] = saved
         grad[i] = (up - down) / (2 * eps)
     return grad
+
+
+def train_model(corpus_path, ops=None, engine=None, callbacks=(), **overrides):
+    """(model, result) of a quiet run on ``corpus_path``: the API's pipeline, with the
+    backend (``ops``) or engine forced where a test pins one."""
+    from embedtrain.corpus import Corpus
+    from embedtrain.engines import choose_engine
+    from embedtrain.model import Model
+    from embedtrain.settings import Settings
+    from embedtrain.training import encode_corpus, run_training, scan_vocabulary
+
+    settings = Settings.from_options(**overrides)
+    chosen, chosen_ops = choose_engine(settings)
+    with Corpus(corpus_path) as corpus:
+        vocab = scan_vocabulary(corpus, settings, quiet=True)
+        model = Model(vocab, settings, ops or chosen_ops)
+        encoded = encode_corpus(corpus, vocab, quiet=True)
+        try:
+            result = run_training(model, encoded, engine or chosen, True, callbacks)
+        finally:
+            encoded.close()
+    return model, result

@@ -1,5 +1,6 @@
 """The backend and the GPU code path, exercised on NumPy (no GPU needed)."""
 
+import logging
 import sys
 import types
 
@@ -8,13 +9,19 @@ import pytest
 from conftest import neighbour_purity
 
 from embedtrain import backend
-from embedtrain.backend import GPU_BACKEND_ENV, CupyOps, GpuUnavailable, Ops, select_ops
+from embedtrain.backend import CupyOps, NumpyOps, Ops, select_ops
 from embedtrain.cli import main
+from embedtrain.errors import GpuUnavailable
+
+#: The generic backend (the array forms) and the host backend (compiled overrides).
+BACKENDS = pytest.mark.parametrize("backend", [Ops, NumpyOps], ids=["generic", "numpy"])
 
 
-def test_scatter_add_accumulates_duplicates():
-    target = np.zeros((4, 2))
-    Ops().scatter_add(target, np.array([1, 1, 3, 1]), np.ones((4, 2)))
+@BACKENDS
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_scatter_add_accumulates_duplicates(backend, dtype):
+    target = np.zeros((4, 2), dtype=dtype)
+    backend().scatter_add(target, np.array([1, 1, 3, 1]), np.ones((4, 2)))
     np.testing.assert_array_equal(target[:, 0], [0, 3, 0, 1])
 
 
@@ -53,14 +60,13 @@ def with_fake_cupy(monkeypatch):
         monkeypatch.setitem(sys.modules, "cupyx", cupyx)
         return cupy
 
-    monkeypatch.delenv(GPU_BACKEND_ENV, raising=False)
     return install
 
 
 def test_gpu_backend_with_fake_cupy(with_fake_cupy):
     cupy = with_fake_cupy()
     ops = select_ops("gpu")
-    assert isinstance(ops, CupyOps) and ops.gpu_path
+    assert isinstance(ops, CupyOps) and not ops.runs_compiled_kernels
     target = ops.xp.zeros(3)
     ops.scatter_add(target, np.array([2, 2]), np.ones(2))
     assert ops.to_host(target).tolist() == [0, 0, 2]
@@ -70,7 +76,6 @@ def test_gpu_backend_with_fake_cupy(with_fake_cupy):
 
 
 def test_cupy_missing(monkeypatch):
-    monkeypatch.delenv(GPU_BACKEND_ENV, raising=False)
     monkeypatch.setitem(sys.modules, "cupy", None)
     with pytest.raises(GpuUnavailable, match=r"pip install 'embedtrain\[gpu\]'"):
         backend.gpu_ops()
@@ -85,18 +90,15 @@ def test_cupy_without_device(with_fake_cupy):
         backend.gpu_ops()
 
 
-def test_auto_falls_back_to_cpu_and_says_so(monkeypatch, capsys):
-    monkeypatch.delenv(GPU_BACKEND_ENV, raising=False)
+def test_auto_falls_back_to_cpu_and_says_so(monkeypatch, caplog):
     monkeypatch.setitem(sys.modules, "cupy", None)
-    ops = select_ops("auto")
-    assert not ops.gpu_path
-    assert capsys.readouterr().err.count("training on the CPU") == 1
-    select_ops("auto", quiet=True)
-    assert capsys.readouterr().err == ""
+    with caplog.at_level(logging.INFO, logger="embedtrain"):
+        ops = select_ops("auto")
+    assert isinstance(ops, NumpyOps)
+    assert [r.getMessage().count("training on the CPU") for r in caplog.records] == [1]
 
 
 def test_cli_device_gpu_without_cupy(monkeypatch, capsys, structured_corpus, tmp_path):
-    monkeypatch.delenv(GPU_BACKEND_ENV, raising=False)
     monkeypatch.setitem(sys.modules, "cupy", None)
     code = main(
         [
@@ -115,11 +117,10 @@ def test_cli_device_gpu_without_cupy(monkeypatch, capsys, structured_corpus, tmp
 
 
 @pytest.mark.parametrize("head", ["ns", "hs", "squared"])
-def test_cli_gpu_path_on_numpy(monkeypatch, structured_corpus, tmp_path, head):
-    """``--device gpu`` end to end, the backend pointed at NumPy by the environment."""
+def test_cli_batched_engine_on_the_cpu(structured_corpus, tmp_path, head):
+    """``--engine batched --device cpu``: the minibatch engine end to end on the host."""
     from gensim.models import KeyedVectors
 
-    monkeypatch.setenv(GPU_BACKEND_ENV, "numpy")
     out = tmp_path / "v.txt"
     args = [
         "train",
@@ -127,7 +128,9 @@ def test_cli_gpu_path_on_numpy(monkeypatch, structured_corpus, tmp_path, head):
         "-o",
         str(out),
         "--device",
-        "gpu",
+        "cpu",
+        "--engine",
+        "batched",
         "--quiet",
         "--model",
         "skipgram",
@@ -151,28 +154,30 @@ def test_cli_gpu_path_on_numpy(monkeypatch, structured_corpus, tmp_path, head):
 
 def test_training_through_cupy_ops_on_fake_cupy(with_fake_cupy, structured_corpus):
     """The whole batched engine through CupyOps (fake CuPy on NumPy)."""
-    from embedtrain.corpus import Corpus
-    from embedtrain.engines import BatchedEngine, make_engine
-    from embedtrain.model import Model
+    from conftest import train_model
+
+    from embedtrain.engines import choose_engine
     from embedtrain.settings import Settings
-    from embedtrain.train import encode_corpus, scan_vocabulary, train
 
     with_fake_cupy()
-    ops = select_ops("gpu")
-    settings = Settings(
-        model="cbow", head="ns", dim=24, epochs=3, sample=0, batch_size=16, threads=1
-    )
-    with Corpus(structured_corpus) as corpus:
-        vocab = scan_vocabulary(corpus, settings, quiet=True)
-        model = Model(vocab, settings, ops)
-        assert isinstance(make_engine(model, vocab.keep_probabilities(0)), BatchedEngine)
-        encoded = encode_corpus(corpus, vocab, quiet=True)
-        train(model, encoded, quiet=True)
-        encoded.close()
-    assert neighbour_purity(vocab.words, model.host_vectors()) >= 0.9
+    options = {
+        "model": "cbow",
+        "head": "ns",
+        "dim": 24,
+        "epochs": 3,
+        "sample": 0,
+        "batch_size": 16,
+        "threads": 1,
+    }
+    engine, ops = choose_engine(Settings(device="gpu", **options))
+    assert engine == "batched" and isinstance(ops, CupyOps)
+    model, _ = train_model(structured_corpus, device="gpu", **options)
+    assert isinstance(model.ops, CupyOps)
+    assert neighbour_purity(model.vocab.words, model.host_vectors()) >= 0.9
 
 
-def test_sparse_gram_matches_dense_with_repeats():
+@BACKENDS
+def test_sparse_gram_matches_dense_with_repeats(backend):
     rng = np.random.default_rng(0)
     rows = rng.integers(0, 6, 40)
     columns = rng.integers(0, 5, 40)  # many repeated coordinates and shared columns
@@ -180,7 +185,7 @@ def test_sparse_gram_matches_dense_with_repeats():
     dense = np.zeros((6, 5))
     np.add.at(dense, (rows, columns), values)
     np.testing.assert_allclose(
-        Ops().sparse_gram(rows, columns, values, 6), dense @ dense.T, atol=1e-12
+        backend().sparse_gram(rows, columns, values, 6), dense @ dense.T, atol=1e-12
     )
 
 
@@ -192,35 +197,36 @@ def test_gemm_products_and_in_place_accumulation(dtype):
     b = rng.normal(size=(4, 5)).astype(dtype)
     tolerance = 1e-5 if dtype == np.float32 else 1e-12
     for left, right in ((a, b), (a.T.copy().T, b), (a, b.T.copy().T)):
-        product = Ops().gemm(left, right)
+        product = NumpyOps().gemm(left, right)
         assert product.flags.c_contiguous and product.dtype == dtype
         np.testing.assert_allclose(product, a @ b, rtol=tolerance, atol=tolerance)
     out = rng.normal(size=(5, 6)).astype(dtype)
     expected = out - 0.5 * b.T @ a.T
-    returned = Ops().gemm(b.T, a.T, out=out, alpha=-0.5)
+    returned = NumpyOps().gemm(b.T, a.T, out=out, alpha=-0.5)
     assert returned is out
     np.testing.assert_allclose(out, expected, rtol=tolerance, atol=tolerance)
     with pytest.raises(ValueError):
-        Ops().gemm(b.T, a.T, out=np.zeros((6, 5), dtype=dtype).T)
+        NumpyOps().gemm(b.T, a.T, out=np.zeros((6, 5), dtype=dtype).T)
 
 
 def test_gemm_into_another_precision_still_accumulates():
     out = np.ones((2, 2), dtype=np.float64)
-    Ops().gemm(np.eye(2, dtype=np.float32), np.eye(2, dtype=np.float32), out=out)
+    NumpyOps().gemm(np.eye(2, dtype=np.float32), np.eye(2, dtype=np.float32), out=out)
     np.testing.assert_allclose(out, np.ones((2, 2)) + np.eye(2))
 
 
-def test_solve_spd_and_scaled_scatter():
+@BACKENDS
+def test_solve_spd_and_scaled_scatter(backend):
     rng = np.random.default_rng(1)
     h = rng.normal(size=(8, 5))
     matrix = np.eye(8) + h @ h.T
     rhs = rng.normal(size=(8, 3))
     np.testing.assert_allclose(
-        Ops().solve_spd(matrix, rhs), np.linalg.solve(matrix, rhs), atol=1e-10
+        backend().solve_spd(matrix, rhs), np.linalg.solve(matrix, rhs), atol=1e-10
     )
     target = np.zeros((4, 3))
     sources = rng.normal(size=(2, 3))
-    Ops().scatter_add_scaled(
+    backend().scatter_add_scaled(
         target, np.array([1, 1, 3]), np.array([2.0, 1.0, -1.0]), sources, np.array([0, 1, 1])
     )
     np.testing.assert_allclose(target[1], 2 * sources[0] + sources[1])
@@ -237,7 +243,7 @@ def test_exact_head_through_cupy_ops_matches_numpy(with_fake_cupy):
     vocab = Vocabulary([f"w{i}" for i in range(30)], np.arange(30, 0, -1), 465)
     heads = [
         FactoredHead(SphericalSoftmax(1e-3), vocab, Settings(dim=6), ops, 0, dtype=np.float64)
-        for ops in (Ops(), select_ops("gpu"))
+        for ops in (NumpyOps(), select_ops("gpu"))
     ]
     rng = np.random.default_rng(2)
     for _ in range(20):

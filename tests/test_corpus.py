@@ -6,7 +6,7 @@ import pytest
 
 from embedtrain import corpus as corpus_module
 from embedtrain.corpus import Corpus
-from embedtrain.errors import UsageError
+from embedtrain.errors import CorpusError
 
 TEXT = "the cat sat\non the mat\n\nthe end"
 SENTENCES = [["the", "cat", "sat"], ["on", "the", "mat"], ["the", "end"]]
@@ -61,14 +61,14 @@ def test_undecodable_bytes_are_replaced_and_counted(tmp_path):
 
 
 def test_missing_corpus_is_a_usage_error(tmp_path):
-    with pytest.raises(UsageError, match="does not exist"):
+    with pytest.raises(CorpusError, match="does not exist"):
         Corpus(tmp_path / "nope.txt")
 
 
 def test_corrupt_compressed_file_is_a_usage_error(tmp_path):
     path = tmp_path / "c.gz"
     path.write_bytes(b"not gzip at all")
-    with pytest.raises(UsageError, match="cannot read corpus"):
+    with pytest.raises(CorpusError, match="cannot read corpus"):
         list(Corpus(path).sentences())
 
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from conftest import numeric_gradient
 
-from embedtrain.backend import Ops
+from embedtrain.backend import NumpyOps, Ops
 from embedtrain.heads import exact, factored_kernel
 from embedtrain.heads.base import PADDING
 from embedtrain.heads.exact import (
@@ -34,17 +34,19 @@ def relative(a, b):
 
 
 def naive(loss, seed=0):
-    return NaiveHead(loss, VOCAB, Settings(dim=DIM), Ops(), seed, dtype=np.float64)
+    return NaiveHead(loss, VOCAB, Settings(dim=DIM), NumpyOps(), seed, dtype=np.float64)
 
 
-#: The factored step's two implementations: the compiled CPU kernel, and the array form
-#: the GPU path runs (here on NumPy).
-PATHS = {"compiled": False, "array": True}
+#: The factored step's two implementations: the compiled CPU kernel (on the host backend),
+#: and the array form a GPU runs (on the generic backend, here over NumPy).
+PATHS = {"compiled": NumpyOps, "array": Ops}
 
 
-def factored(loss, seed=0, gpu_path=False):
-    ops = Ops(gpu_path=gpu_path)
-    return FactoredHead(loss, VOCAB, Settings(dim=DIM), ops, seed, dtype=np.float64)
+def factored(loss, seed=0, backend=NumpyOps, parameters=None):
+    settings = Settings(dim=DIM)
+    return FactoredHead(
+        loss, VOCAB, settings, backend(), seed, dtype=np.float64, parameters=parameters
+    )
 
 
 def batch(rng, m, k, repeat=True):
@@ -96,7 +98,7 @@ def test_naive_heads_match_finite_differences(loss_name):
     assert relative(head.weights, before - lr * grad_w) < 1e-9
 
 
-def run_pair(loss_name, steps, lr, m, k, seed=0, scale=0.1, gpu_path=False, shape=None):
+def run_pair(loss_name, steps, lr, m, k, seed=0, scale=0.1, backend=NumpyOps, shape=None):
     """Drive a factored and a naive head with identical batches; return the worst
     relative differences in loss, hidden gradient and final W.
 
@@ -105,7 +107,7 @@ def run_pair(loss_name, steps, lr, m, k, seed=0, scale=0.1, gpu_path=False, shap
     drift apart chaotically (checked: the naive head against itself in another summation
     order does too); the comparisons run where the trajectory is well conditioned."""
     rng = np.random.default_rng(seed)
-    fact = factored(LOSSES[loss_name](), gpu_path=gpu_path)
+    fact = factored(LOSSES[loss_name](), backend=backend)
     ref = naive(LOSSES[loss_name]())
     assert relative(fact.weights(), ref.weights) == 0
     worst = {"loss": 0.0, "grad": 0.0}
@@ -129,7 +131,7 @@ def run_pair(loss_name, steps, lr, m, k, seed=0, scale=0.1, gpu_path=False, shap
 @pytest.mark.parametrize("k", [10, 1], ids=["skipgram-K-sparse", "cbow"])
 @pytest.mark.parametrize("m", [4, 12], ids=["woodbury", "direct-inverse"])
 def test_factored_matches_naive_after_many_steps(loss_name, k, m, path):
-    worst, fact, _ = run_pair(loss_name, steps=250, lr=0.005, m=m, k=k, gpu_path=PATHS[path])
+    worst, fact, _ = run_pair(loss_name, steps=250, lr=0.005, m=m, k=k, backend=PATHS[path])
     assert worst["loss"] < 1e-9 and worst["grad"] < 1e-9 and worst["weights"] < 1e-9, worst
     checks = fact.consistency()
     assert checks["gram"] < 1e-9 and checks["inverse"] < 1e-9, checks
@@ -153,7 +155,7 @@ def test_factored_matches_naive_with_empty_and_dominant_rows(loss_name, path):
         ratios.append(np.sqrt(grad_q[present].max() / grad_q[present].min()))
 
     worst, _, _ = run_pair(
-        loss_name, steps=60, lr=0.005, m=6, k=5, seed=4, gpu_path=PATHS[path], shape=shape
+        loss_name, steps=60, lr=0.005, m=6, k=5, seed=4, backend=PATHS[path], shape=shape
     )
     assert worst["loss"] < 1e-9 and worst["grad"] < 1e-9 and worst["weights"] < 1e-9, worst
     if loss_name == "spherical":
@@ -166,7 +168,7 @@ def test_stress_high_learning_rate_refolds_and_still_matches(loss_name, path, mo
     monkeypatch.setattr(exact, "CONDITION_LIMIT", 10.0)
     lr, scale = (5.0, 1.0) if loss_name == "squared" else (0.02, 0.1)
     worst, fact, ref = run_pair(
-        loss_name, steps=200, lr=lr, m=12, k=6, seed=1, scale=scale, gpu_path=PATHS[path]
+        loss_name, steps=200, lr=lr, m=12, k=6, seed=1, scale=scale, backend=PATHS[path]
     )
     assert fact.refolds > 0
     assert fact.capped_steps > 0 and fact.capped_steps == ref.capped_steps
@@ -222,13 +224,15 @@ def test_stable_rate_keeps_the_multiplicative_factor_positive():
     rng = np.random.default_rng(0)
     hidden = rng.normal(0, 3, (20, DIM))
     grad_q = rng.random(20) + 0.5
-    lr, shrink = exact.stable_learning_rate(Ops(), exact.weighted_gram(Ops(), hidden, grad_q), 10.0)
+    lr, shrink = exact.stable_learning_rate(
+        NumpyOps(), exact.weighted_gram(NumpyOps(), hidden, grad_q), 10.0
+    )
     assert shrink == exact.STABILITY_CAP
     factor = np.eye(DIM) - 2 * lr * hidden.T @ (grad_q[:, None] * hidden)
     assert lr < 10.0
     assert np.linalg.eigvalsh(factor).min() >= 1 - exact.STABILITY_CAP - 1e-9
-    small = exact.weighted_gram(Ops(), hidden * 1e-6, grad_q)
-    assert exact.stable_learning_rate(Ops(), small, 0.01)[0] == 0.01
+    small = exact.weighted_gram(NumpyOps(), hidden * 1e-6, grad_q)
+    assert exact.stable_learning_rate(NumpyOps(), small, 0.01)[0] == 0.01
 
 
 def test_spherical_output_never_starts_at_zero():
@@ -245,8 +249,7 @@ def test_save_and_load_keep_weights():
     for _ in range(5):
         head.batch_step(*batch(rng, 4, 3), 0.05)
     saved = head.parameters()
-    other = factored(SquaredError(), seed=9)
-    other.load_parameters(saved)
+    other = factored(SquaredError(), seed=9, parameters=saved)
     assert relative(other.weights(), head.weights()) < 1e-12
     assert other.consistency()["gram"] < 1e-12
 
@@ -256,18 +259,10 @@ def test_exact_heads_learn_structure_end_to_end(structured_corpus, head, purity)
     """Training through the batched engine recovers the generated groups (chance: 0.2).
     Spherical softmax is even in o, so words sharing contexts may point opposite ways;
     its threshold is lower."""
-    from conftest import neighbour_purity
+    from conftest import neighbour_purity, train_model
 
-    from embedtrain.corpus import Corpus
-    from embedtrain.model import Model
-    from embedtrain.train import encode_corpus, scan_vocabulary, train
-
-    settings = Settings(model="skipgram", head=head, dim=24, epochs=3, sample=0, batch_size=16)
-    with Corpus(structured_corpus) as corpus:
-        vocab = scan_vocabulary(corpus, settings, quiet=True)
-        model = Model(vocab, settings, Ops())
-        encoded = encode_corpus(corpus, vocab, quiet=True)
-        train(model, encoded, quiet=True)
-        encoded.close()
-    assert neighbour_purity(vocab.words, model.host_vectors()) >= purity
+    model, _ = train_model(
+        structured_corpus, model="skipgram", head=head, dim=24, epochs=3, sample=0, batch_size=16
+    )
+    assert neighbour_purity(model.vocab.words, model.host_vectors()) >= purity
     assert model.head.consistency()["gram"] < 1e-3

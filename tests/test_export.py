@@ -5,7 +5,7 @@ import pytest
 from gensim.models import KeyedVectors
 
 from embedtrain.atomic import atomic_write
-from embedtrain.errors import UsageError
+from embedtrain.errors import OutputError
 from embedtrain.export import save_word2vec
 
 WORDS = ["the", "cat", "naïve", "x"]
@@ -35,7 +35,7 @@ def test_output_gets_the_usual_file_mode(tmp_path):
 def test_failed_write_leaves_nothing_behind(tmp_path):
     target = tmp_path / "out.txt"
     target.write_text("previous")
-    with pytest.raises(UsageError, match="No space left"), atomic_write(target) as out:
+    with pytest.raises(OutputError, match="No space left"), atomic_write(target) as out:
         out.write(b"partial")
         raise OSError(errno.ENOSPC, "No space left on device")
     assert target.read_text() == "previous"

@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 from conftest import numeric_gradient
 
-from embedtrain import kernels
-from embedtrain.backend import Ops
+from embedtrain.backend import NumpyOps
 from embedtrain.heads.base import PADDING
 from embedtrain.heads.sparse import HierarchicalSoftmax, NegativeSampling
+from embedtrain.rng import seed_state
 from embedtrain.settings import Settings
 from embedtrain.vocab import Vocabulary
 
@@ -20,7 +20,7 @@ TARGETS = np.array([[0, 3, 3, PADDING], [3, PADDING, PADDING, PADDING], [6, 0, 1
 
 
 def make_head(kind, seed=0):
-    head = kind(VOCAB, Settings(dim=DIM, negative=3), Ops(), seed=seed)
+    head = kind(VOCAB, Settings(dim=DIM, negative=3), NumpyOps(), seed=seed)
     rng = np.random.default_rng(seed)
     head.output = rng.normal(0, 0.5, head.output.shape)  # float64 reference precision
     return head
@@ -81,7 +81,7 @@ def test_negative_draws_equal_to_target_are_masked():
 def compiled_update(head, state, hidden, target, lr):
     step, _ = head.compiled_step()
     work = np.zeros(DIM, dtype=np.float32)
-    loss = step(state, hidden.astype(np.float32), target, lr, work, kernels.seed_state(0))
+    loss = step(state, hidden.astype(np.float32), target, lr, work, seed_state(0))
     return loss, work
 
 
@@ -96,9 +96,9 @@ def test_compiled_step_agrees_with_batched_step(kind):
     target, lr = 4, 0.1
     compiled_output = head.output.copy()
     _, state = head.compiled_step()
-    state = (compiled_output,) + state[1:]
+    state = state._replace(output=compiled_output)
     if kind is NegativeSampling:
-        state = state[:3] + (0,)
+        state = state._replace(negative=0)
         head._units = lambda words: tuple(a[:, :1] for a in NegativeSampling._units(head, words))
     loss_c, work = compiled_update(head, state, hidden, target, lr)
     step = head.batch_step(hidden[None, :].astype(np.float64), np.array([[target]]), lr)

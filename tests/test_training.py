@@ -3,40 +3,26 @@ and all four sparse configurations must recover the groups as nearest neighbours
 
 import numpy as np
 import pytest
-from conftest import neighbour_purity
+from conftest import neighbour_purity, train_model
 
-from embedtrain.backend import Ops
+from embedtrain.backend import NumpyOps
 from embedtrain.corpus import Corpus
-from embedtrain.engines import BatchedEngine, CompiledEngine, make_engine
 from embedtrain.model import Model
-from embedtrain.settings import Settings
-from embedtrain.train import encode_corpus, scan_vocabulary, train
+from embedtrain.training import encode_corpus, run_training
 
 
-def run(corpus_path, gpu_path=False, **overrides):
+def run(corpus_path, engine="compiled", **overrides):
     # The generated corpus has ~80 words: every row repeats many times per minibatch, so
     # the batched engine takes small minibatches here (summed gradients, exact SGD).
-    settings = Settings(
-        **{"dim": 24, "epochs": 3, "threads": 1, "sample": 0, "batch_size": 16, **overrides}
-    )
-    with Corpus(corpus_path) as corpus:
-        vocab = scan_vocabulary(corpus, settings, quiet=True)
-        model = Model(vocab, settings, Ops(gpu_path=gpu_path))
-        encoded = encode_corpus(corpus, vocab, quiet=True)
-        try:
-            result = train(model, encoded, quiet=True)
-        finally:
-            encoded.close()
-    return model, result
+    options = {"dim": 24, "epochs": 3, "threads": 1, "sample": 0, "batch_size": 16}
+    return train_model(corpus_path, engine=engine, device="cpu", **{**options, **overrides})
 
 
 @pytest.mark.parametrize("model_kind", ["skipgram", "cbow"])
 @pytest.mark.parametrize("head", ["ns", "hs"])
-@pytest.mark.parametrize("gpu_path", [False, True], ids=["compiled", "batched"])
-def test_learns_groups(structured_corpus, model_kind, head, gpu_path):
-    model, result = run(structured_corpus, gpu_path=gpu_path, model=model_kind, head=head)
-    engine = make_engine(model, model.vocab.keep_probabilities(0))
-    assert isinstance(engine, BatchedEngine if gpu_path else CompiledEngine)
+@pytest.mark.parametrize("engine", ["compiled", "batched"])
+def test_learns_groups(structured_corpus, model_kind, head, engine):
+    model, result = run(structured_corpus, engine=engine, model=model_kind, head=head)
     purity = neighbour_purity(model.vocab.words, model.host_vectors())
     assert purity >= 0.9, purity
     losses = [e.mean_loss for e in result.epochs]
@@ -47,7 +33,7 @@ def test_learns_groups(structured_corpus, model_kind, head, gpu_path):
 def test_batched_engine_learns_as_well_as_compiled(structured_corpus):
     """The stated margin: neighbour purity within 0.05 and final loss within 15%."""
     compiled, r1 = run(structured_corpus, model="skipgram", head="ns", epochs=2)
-    batched, r2 = run(structured_corpus, gpu_path=True, model="skipgram", head="ns", epochs=2)
+    batched, r2 = run(structured_corpus, engine="batched", model="skipgram", head="ns", epochs=2)
     p1 = neighbour_purity(compiled.vocab.words, compiled.host_vectors())
     p2 = neighbour_purity(batched.vocab.words, batched.host_vectors())
     assert abs(p1 - p2) <= 0.05
@@ -71,7 +57,7 @@ def test_save_load_resume_continues_schedule(structured_corpus, tmp_path):
     model, _ = run(structured_corpus, epochs=1)
     path = tmp_path / "m.npz"
     model.save(path)
-    loaded = Model.load(path, Ops())
+    loaded = Model.load(path, NumpyOps())
     np.testing.assert_array_equal(loaded.host_vectors(), model.host_vectors())
     np.testing.assert_array_equal(
         loaded.head.parameters()["output"], model.head.parameters()["output"]
@@ -81,7 +67,7 @@ def test_save_load_resume_continues_schedule(structured_corpus, tmp_path):
     loaded.settings.epochs = 2
     with Corpus(structured_corpus) as corpus:
         encoded = encode_corpus(corpus, loaded.vocab, quiet=True)
-        result = train(loaded, encoded, quiet=True)
+        result = run_training(loaded, encoded, "compiled", quiet=True)
         encoded.close()
     assert [e.epoch for e in result.epochs] == [2]
     assert loaded.words_done == 2 * model.vocab.retained_words
@@ -91,4 +77,4 @@ def test_divergence_stops_with_a_message(structured_corpus):
     from embedtrain.errors import TrainingDiverged
 
     with pytest.raises(TrainingDiverged, match="diverged"):
-        run(structured_corpus, gpu_path=True, lr=1e30, epochs=1)
+        run(structured_corpus, engine="batched", lr=1e30, epochs=1)

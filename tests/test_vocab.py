@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from embedtrain.backend import Ops
-from embedtrain.errors import UsageError
+from embedtrain.backend import NumpyOps
+from embedtrain.errors import SettingsError
 from embedtrain.heads.sparse import NegativeSampling
 from embedtrain.settings import Settings
 from embedtrain.vocab import Vocabulary, build_vocabulary, huffman_tree
@@ -33,9 +33,12 @@ def test_max_vocab_size_prunes_rare_words_while_counting():
     assert vocab.counts.tolist() == [4, 2]
 
 
-def test_bad_vocab_parameters():
-    with pytest.raises(UsageError):
-        build_vocabulary(blocks("a"), min_count=0)
+@pytest.mark.parametrize(
+    "option", [{"min_count": 0}, {"max_vocab_size": 0}, {"max_final_vocab": 0}]
+)
+def test_bad_vocab_parameters(option):
+    with pytest.raises(SettingsError, match=next(iter(option)).replace("_", "-")):
+        Settings.from_options(**option)
 
 
 def test_keep_probabilities_follow_word2vec_formula():
@@ -76,7 +79,7 @@ def test_huffman_lengths_are_optimal():
 def test_noise_draws_follow_count_power():
     counts = np.array([500, 200, 100, 50, 10])
     vocab = Vocabulary(list("abcde"), counts, int(counts.sum()))
-    head = NegativeSampling(vocab, Settings(dim=4), Ops(), seed=3)
+    head = NegativeSampling(vocab, Settings(dim=4), NumpyOps(), seed=3)
     draws = head.draw_noise((200_000,))
     frequency = np.bincount(draws, minlength=5) / draws.size
     np.testing.assert_allclose(frequency, vocab.noise_distribution(0.75), atol=3e-3)

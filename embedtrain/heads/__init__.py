@@ -1,28 +1,29 @@
-"""Output layers ("heads"), selected by name with ``--head``."""
+"""Output layers ("heads"), selected by name with ``head``/``--head``."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-from embedtrain.backend import Ops
+from embedtrain.errors import SettingsError
 from embedtrain.heads.base import PADDING, Head, StepResult
-from embedtrain.heads.exact import softmax_head, spherical_head, squared_head
+from embedtrain.heads.exact import ExactHead
 from embedtrain.heads.sparse import HierarchicalSoftmax, NegativeSampling
-from embedtrain.settings import Settings
-from embedtrain.vocab import Vocabulary
 
-HEADS: dict[str, Callable[[Vocabulary, Settings, Ops, int], Head]] = {
+#: Each head name and its kind: the class whose limits and capabilities apply and whose
+#: ``create`` builds it (the exact kind builds its factored or naive form).
+HEADS: dict[str, type[Head]] = {
     "ns": NegativeSampling,
     "hs": HierarchicalSoftmax,
-    "spherical": spherical_head,
-    "squared": squared_head,
-    "softmax": softmax_head,
+    "spherical": ExactHead,
+    "squared": ExactHead,
+    "softmax": ExactHead,
 }
 
 
-def make_head(vocab: Vocabulary, settings: Settings, ops: Ops, seed: int) -> Head:
-    """Build the head named by ``settings.head``."""
-    return HEADS[settings.head](vocab, settings, ops, seed)
+def head_kind(name: str) -> type[Head]:
+    """The kind of the head called ``name``; :class:`SettingsError` for unknown names."""
+    try:
+        return HEADS[name]
+    except KeyError:
+        raise SettingsError(f"--head must be one of {', '.join(HEADS)}") from None
 
 
-__all__ = ["HEADS", "PADDING", "Head", "StepResult", "make_head"]
+__all__ = ["HEADS", "PADDING", "Head", "StepResult", "head_kind"]

@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from embedtrain.backend import Ops
+from embedtrain.errors import SettingsError
 from embedtrain.settings import Settings
 from embedtrain.vocab import Vocabulary
 
@@ -45,13 +46,59 @@ class Head(ABC):
     """
 
     name: ClassVar[str]
-    #: Examples per minibatch on the batched engine when ``--batch-size`` is 0.
+    #: Examples per minibatch on the batched engine when ``batch_size`` is 0.
     default_batch_size: ClassVar[int] = 1024
+    #: The largest ``batch_size`` the head accepts (None: no limit).
+    max_batch_size: ClassVar[int | None] = None
+    #: Whether :meth:`compiled_step` gives a per-example step for the compiled engine.
+    has_compiled_step: ClassVar[bool] = False
+    #: Whether the head keeps one output vector per word (``--save-output``); hierarchical
+    #: softmax does not: its output rows belong to the inner nodes of the Huffman tree.
+    has_output_vectors: ClassVar[bool] = False
 
-    def __init__(self, vocab: Vocabulary, settings: Settings, ops: Ops, seed: int) -> None:
+    def __init__(
+        self,
+        vocab: Vocabulary,
+        settings: Settings,
+        ops: Ops,
+        seed: int,
+        parameters: dict[str, np.ndarray] | None = None,
+    ) -> None:
+        """A fresh (seeded) head or, given ``parameters`` (what :meth:`parameters` returned,
+        shapes already checked against :meth:`parameter_shapes`), one built from them."""
         self.vocab_size = len(vocab)
         self.dim = settings.dim
         self.ops = ops
+
+    @classmethod
+    def create(
+        cls,
+        vocab: Vocabulary,
+        settings: Settings,
+        ops: Ops,
+        seed: int,
+        parameters: dict[str, np.ndarray] | None = None,
+    ) -> Head:
+        """The head for ``settings`` (a head kind may build one of several classes)."""
+        return cls(vocab, settings, ops, seed, parameters)
+
+    @classmethod
+    def check_settings(cls, settings: Settings) -> None:
+        """Raise :class:`SettingsError` for values this head cannot train with."""
+        limit = cls.max_batch_size
+        if limit is not None and settings.batch_size > limit:
+            raise SettingsError(
+                f"--batch-size must be <= {limit:,} for the {settings.head} head"
+                + (f" ({cls.batch_limit_reason})" if cls.batch_limit_reason else "")
+            )
+
+    #: Why ``max_batch_size`` is what it is, for the error message.
+    batch_limit_reason: ClassVar[str] = ""
+
+    @classmethod
+    def batch_size(cls, settings: Settings) -> int:
+        """Examples per minibatch on the batched engine: ``batch_size`` or the default."""
+        return settings.batch_size or cls.default_batch_size
 
     @abstractmethod
     def batch_step(self, hidden: Any, targets: Any, lr: float) -> StepResult:
@@ -65,21 +112,19 @@ class Head(ABC):
         """Messages for the user gathered since the last call (e.g. learning-rate caps)."""
         return []
 
-    def compiled_step(self) -> tuple[Callable, tuple] | None:
-        """A Numba per-example step and its state tuple, or None if the head has none."""
-        return None
+    def compiled_step(self) -> tuple[Callable, tuple]:
+        """A Numba per-example step and its state (a named tuple), for heads with
+        ``has_compiled_step``."""
+        raise NotImplementedError(f"the {self.name} head has no compiled per-example step")
 
     @abstractmethod
     def parameters(self) -> dict[str, np.ndarray]:
         """Learned parameters as host arrays, for saving."""
 
-    @abstractmethod
-    def load_parameters(self, arrays: dict[str, np.ndarray]) -> None:
-        """Restore what :meth:`parameters` returned."""
-
-    #: Whether the head keeps one output vector per word (``--save-output``); hierarchical
-    #: softmax does not: its output rows belong to the inner nodes of the Huffman tree.
-    has_output_vectors = False
+    @classmethod
+    def parameter_shapes(cls, vocab_size: int, settings: Settings) -> dict[str, tuple[int, ...]]:
+        """The shape of each array :meth:`parameters` returns (checked before loading)."""
+        return {"output": (vocab_size, settings.dim)}
 
     def output_vectors(self) -> np.ndarray:
         """One output vector per word, as a host array (heads with ``has_output_vectors``)."""

@@ -33,6 +33,10 @@ from embedtrain.heads.factored_kernel import factored_step, refresh_inverse, wor
 from embedtrain.settings import Settings
 from embedtrain.vocab import Vocabulary
 
+#: The exact heads' minibatch step holds m x m matrices (and m x D outputs for the naive
+#: ones): beyond this the memory, not the arithmetic, decides, and a typo could page the
+#: machine to a halt instead of failing.
+MAX_EXACT_BATCH = 4096
 #: The multiplicative factor I - S^T S keeps every eigenvalue >= 1 - STABILITY_CAP:
 #: a step with 2 lr lambda_max(H^T diag(dL/dq) H) above the cap gets a smaller rate.
 STABILITY_CAP = 0.5
@@ -165,11 +169,30 @@ def _targets(ops: Ops, targets: Any) -> tuple[Any, Any]:
     return present, ops.xp.where(present, targets, 0).astype(np.int64)
 
 
-class _ExactHead(Head):
-    """Shared by the exact heads: learning-rate caps are counted and reported."""
+class ExactHead(Head):
+    """The exact full-vocabulary heads (``--head spherical|squared|softmax``): the loss
+    and its form (factored or naive) come from the settings in :meth:`create`. Shared:
+    the batch-size limit, and learning-rate caps counted and reported."""
 
     default_batch_size = 64
+    max_batch_size = MAX_EXACT_BATCH
+    batch_limit_reason = "its minibatch step holds m x m matrices"
     has_output_vectors = True
+
+    @classmethod
+    def create(
+        cls,
+        vocab: Vocabulary,
+        settings: Settings,
+        ops: Ops,
+        seed: int,
+        parameters: dict[str, np.ndarray] | None = None,
+    ) -> Head:
+        loss = LOSSES[settings.head](settings)
+        form = (
+            NaiveHead if settings.head == "softmax" or settings.exact == "naive" else FactoredHead
+        )
+        return form(loss, vocab, settings, ops, seed, parameters=parameters)
 
     def __init__(
         self,
@@ -179,15 +202,19 @@ class _ExactHead(Head):
         ops: Ops,
         seed: int,
         dtype: Any = np.float32,
+        parameters: dict[str, np.ndarray] | None = None,
     ) -> None:
         super().__init__(vocab, settings, ops, seed)
         self.loss = loss
         self.name = loss.name
         self.capped_steps = 0
         self._reported_caps = 0
-        rng = np.random.default_rng(seed)
-        initial = rng.normal(0.0, OUTPUT_INIT_STD, (self.vocab_size, self.dim)).astype(dtype)
-        self._start(ops.asarray(initial))
+        if parameters is None:
+            rng = np.random.default_rng(seed)
+            initial = rng.normal(0.0, OUTPUT_INIT_STD, (self.vocab_size, self.dim))
+        else:
+            initial = parameters["output"]
+        self._start(ops.asarray(initial, dtype=dtype))
 
     @abstractmethod
     def _start(self, output: Any) -> None:
@@ -211,7 +238,7 @@ class _ExactHead(Head):
         return [message]
 
 
-class NaiveHead(_ExactHead):
+class NaiveHead(ExactHead):
     """The O(D d) reference: computes the whole output o = W h for every example."""
 
     def _start(self, output: Any) -> None:
@@ -237,14 +264,11 @@ class NaiveHead(_ExactHead):
     def parameters(self) -> dict[str, np.ndarray]:
         return {"output": self.ops.to_host(self.weights)}
 
-    def load_parameters(self, arrays: dict[str, np.ndarray]) -> None:
-        self._start(self.ops.asarray(arrays["output"], dtype=self.weights.dtype))
-
     def output_vectors(self) -> np.ndarray:
         return self.ops.to_host(self.weights)
 
 
-class FactoredHead(_ExactHead):
+class FactoredHead(ExactHead):
     """Spherical-family loss over the whole vocabulary in O(d^2 + K d) per example.
 
     V (D x d) is stored in ``dtype`` (float32 by default). The d x d state lives in one
@@ -262,6 +286,12 @@ class FactoredHead(_ExactHead):
         self.steps = 0
         self.refolds = 0
         self._workspace = np.empty(0, dtype=output.dtype)  # scratch of the compiled step
+        # The step's form, decided once: compiled on host arrays, array form on others.
+        compiled = self.ops.runs_compiled_kernels
+        self._step = self._compiled_step if compiled else self._array_step
+        self._refresh_inverse = (
+            self._compiled_refresh_inverse if compiled else self._array_refresh_inverse
+        )
         self._reset_factors()
 
     @property
@@ -297,10 +327,7 @@ class FactoredHead(_ExactHead):
         self._reset_factors(recompute_gram)
 
     def batch_step(self, hidden: Any, targets: Any, lr: float) -> StepResult:
-        if self.ops.gpu_path:
-            result = self._array_step(hidden, targets, lr)
-        else:
-            result = self._compiled_step(hidden, targets, lr)
+        result = self._step(hidden, targets, lr)
         self.steps += 1
         self._maintain()
         return result
@@ -400,12 +427,12 @@ class FactoredHead(_ExactHead):
             self.refold()
         elif self.condition_bound > CONDITION_LIMIT or self.steps % REINVERT_PERIOD == 0:
             self._mirrored = False
-            if self.ops.gpu_path:
-                self.condition_bound = self._array_refresh_inverse()
-            else:
-                self.condition_bound = refresh_inverse(self.state, POWER_ITERATIONS)
+            self.condition_bound = self._refresh_inverse()
             if self.condition_bound > CONDITION_LIMIT:  # Q's drift waits for the scheduled one
                 self.refold(recompute_gram=False)
+
+    def _compiled_refresh_inverse(self) -> float:
+        return refresh_inverse(self.state, POWER_ITERATIONS)
 
     def _array_refresh_inverse(self) -> float:
         """:func:`factored_kernel.refresh_inverse` written against ``xp``."""
@@ -447,26 +474,13 @@ class FactoredHead(_ExactHead):
     def parameters(self) -> dict[str, np.ndarray]:
         return {"output": self.ops.to_host(self.weights())}
 
-    def load_parameters(self, arrays: dict[str, np.ndarray]) -> None:
-        self.basis = self.ops.asarray(arrays["output"], dtype=self.basis.dtype)
-        self._reset_factors()
-
     def output_vectors(self) -> np.ndarray:
         return self.ops.to_host(self.weights())
 
 
-def spherical_head(vocab: Vocabulary, settings: Settings, ops: Ops, seed: int) -> Head:
-    """``--head spherical``: factored, or naive with ``--exact naive``."""
-    kind = FactoredHead if settings.exact == "factored" else NaiveHead
-    return kind(SphericalSoftmax(settings.epsilon), vocab, settings, ops, seed)
-
-
-def squared_head(vocab: Vocabulary, settings: Settings, ops: Ops, seed: int) -> Head:
-    """``--head squared``: factored, or naive with ``--exact naive``."""
-    kind = FactoredHead if settings.exact == "factored" else NaiveHead
-    return kind(SquaredError(), vocab, settings, ops, seed)
-
-
-def softmax_head(vocab: Vocabulary, settings: Settings, ops: Ops, seed: int) -> Head:
-    """``--head softmax``: the ordinary full softmax, O(D d) per example."""
-    return NaiveHead(FullSoftmax(), vocab, settings, ops, seed)
+#: The loss of each exact head, from the settings.
+LOSSES = {
+    "spherical": lambda settings: SphericalSoftmax(settings.epsilon),
+    "squared": lambda settings: SquaredError(),
+    "softmax": lambda settings: FullSoftmax(),
+}

@@ -25,7 +25,7 @@ import numpy as np
 from numba import njit
 from numba.extending import overload
 
-from embedtrain.backend import scatter_scaled_rows, sparse_gram, spd_inverse
+from embedtrain.cpu_kernels import scatter_scaled_rows, sparse_gram, spd_inverse
 
 SQUARED = 0
 SPHERICAL = 1

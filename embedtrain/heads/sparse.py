@@ -8,9 +8,15 @@ from typing import Any
 
 import numpy as np
 
-from embedtrain import kernels
 from embedtrain.backend import Ops
+from embedtrain.errors import SettingsError
 from embedtrain.heads.base import PADDING, Head, StepResult, logistic_loss_and_gradient
+from embedtrain.heads.logistic_kernels import (
+    HierarchicalSoftmaxState,
+    NegativeSamplingState,
+    hierarchical_softmax_step,
+    negative_sampling_step,
+)
 from embedtrain.settings import Settings
 from embedtrain.vocab import Vocabulary, alias_table, huffman_tree
 
@@ -19,13 +25,23 @@ class LogisticUnitsHead(Head):
     """Shared batched step: each target word selects rows of ``output``, each row a
     logistic unit with a 0/1 label; output rows start at zero, as in word2vec."""
 
-    def __init__(self, vocab: Vocabulary, settings: Settings, ops: Ops, seed: int) -> None:
-        super().__init__(vocab, settings, ops, seed)
-        self.output = ops.xp.zeros((self._output_rows(vocab), settings.dim), dtype=np.float32)
-        self.random = ops.random_state(seed)
+    has_compiled_step = True
 
-    def _output_rows(self, vocab: Vocabulary) -> int:
-        return len(vocab)
+    def __init__(
+        self,
+        vocab: Vocabulary,
+        settings: Settings,
+        ops: Ops,
+        seed: int,
+        parameters: dict[str, np.ndarray] | None = None,
+    ) -> None:
+        super().__init__(vocab, settings, ops, seed)
+        if parameters is None:
+            shape = self.parameter_shapes(len(vocab), settings)["output"]
+            self.output = ops.xp.zeros(shape, dtype=np.float32)
+        else:
+            self.output = ops.asarray(parameters["output"], dtype=np.float32)
+        self.random = ops.random_state(seed)
 
     def _units(self, words: Any) -> tuple[Any, Any, Any]:
         """Rows, labels and a 0/1 mask (all ``(P, R)``) for the target words ``(P,)``."""
@@ -57,9 +73,6 @@ class LogisticUnitsHead(Head):
     def parameters(self) -> dict[str, np.ndarray]:
         return {"output": self.ops.to_host(self.output)}
 
-    def load_parameters(self, arrays: dict[str, np.ndarray]) -> None:
-        self.output = self.ops.asarray(arrays["output"], dtype=np.float32)
-
 
 class NegativeSampling(LogisticUnitsHead):
     """Negative sampling: the target is a positive unit, ``negative`` noise words drawn
@@ -69,8 +82,21 @@ class NegativeSampling(LogisticUnitsHead):
     has_output_vectors = True
     default_batch_size = 512
 
-    def __init__(self, vocab: Vocabulary, settings: Settings, ops: Ops, seed: int) -> None:
-        super().__init__(vocab, settings, ops, seed)
+    @classmethod
+    def check_settings(cls, settings: Settings) -> None:
+        super().check_settings(settings)
+        if settings.negative < 1:
+            raise SettingsError("--head ns needs --negative >= 1")
+
+    def __init__(
+        self,
+        vocab: Vocabulary,
+        settings: Settings,
+        ops: Ops,
+        seed: int,
+        parameters: dict[str, np.ndarray] | None = None,
+    ) -> None:
+        super().__init__(vocab, settings, ops, seed, parameters)
         table = alias_table(vocab.noise_distribution(settings.ns_exponent))
         self.negative = settings.negative
         self._alias_probability = table.probability
@@ -96,9 +122,11 @@ class NegativeSampling(LogisticUnitsHead):
         mask[:, 1:] = noise != words[:, None]
         return rows, labels, mask
 
-    def compiled_step(self) -> tuple[Callable, tuple]:
-        state = (self.output, self._alias_probability, self._alias_index, self.negative)
-        return kernels.negative_sampling_step, state
+    def compiled_step(self) -> tuple[Callable, NegativeSamplingState]:
+        state = NegativeSamplingState(
+            self.output, self._alias_probability, self._alias_index, self.negative
+        )
+        return negative_sampling_step, state
 
     def output_vectors(self) -> np.ndarray:
         """word2vec's syn1neg: the output row of each word."""
@@ -114,15 +142,24 @@ class HierarchicalSoftmax(LogisticUnitsHead):
     # the top rows: 256 examples (~2,500 pairs) diverged at lr 0.025 on WordNet glosses.
     default_batch_size = 64
 
-    def __init__(self, vocab: Vocabulary, settings: Settings, ops: Ops, seed: int) -> None:
+    def __init__(
+        self,
+        vocab: Vocabulary,
+        settings: Settings,
+        ops: Ops,
+        seed: int,
+        parameters: dict[str, np.ndarray] | None = None,
+    ) -> None:
         self.tree = huffman_tree(vocab.counts)
-        super().__init__(vocab, settings, ops, seed)
+        super().__init__(vocab, settings, ops, seed, parameters)
         self._codes = ops.asarray(self.tree.codes)
         self._points = ops.asarray(self.tree.points.astype(np.int64))
         self._lengths = ops.asarray(self.tree.lengths)
 
-    def _output_rows(self, vocab: Vocabulary) -> int:
-        return self.tree.inner_nodes
+    @classmethod
+    def parameter_shapes(cls, vocab_size: int, settings: Settings) -> dict[str, tuple[int, ...]]:
+        """One output row per inner node of the Huffman tree (at least one)."""
+        return {"output": (max(vocab_size - 1, 1), settings.dim)}
 
     def _units(self, words: Any) -> tuple[Any, Any, Any]:
         xp = self.ops.xp
@@ -132,6 +169,8 @@ class HierarchicalSoftmax(LogisticUnitsHead):
         mask = (xp.arange(width)[None, :] < self._lengths[words][:, None]).astype(np.float32)
         return rows, labels, mask
 
-    def compiled_step(self) -> tuple[Callable, tuple]:
-        state = (self.output, self.tree.codes, self.tree.points, self.tree.lengths)
-        return kernels.hierarchical_softmax_step, state
+    def compiled_step(self) -> tuple[Callable, HierarchicalSoftmaxState]:
+        state = HierarchicalSoftmaxState(
+            self.output, self.tree.codes, self.tree.points, self.tree.lengths
+        )
+        return hierarchical_softmax_step, state

@@ -8,16 +8,16 @@ import queue
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 from tqdm import tqdm
 
 from embedtrain.batching import EncodedCorpus, job_words, prefetch
-from embedtrain.corpus import Corpus
+from embedtrain.corpus import Corpus, SentenceCorpus
 from embedtrain.engines import make_engine
-from embedtrain.errors import TrainingDiverged, UsageError
+from embedtrain.errors import CorpusError, StopTraining, TrainingDiverged
 from embedtrain.model import Model
 from embedtrain.settings import Settings
 from embedtrain.vocab import Vocabulary, build_vocabulary
@@ -25,24 +25,44 @@ from embedtrain.vocab import Vocabulary, build_vocabulary
 
 @dataclass
 class EpochReport:
-    epoch: int
+    """What one epoch (or the part of it a run trained) did; what callbacks receive."""
+
+    epoch: int  # 1-based
     loss: float  # float64 sum over the epoch's examples
     examples: int
-    words: int
+    words: int  # in-vocabulary corpus words, before subsampling
     seconds: float
 
     @property
     def mean_loss(self) -> float:
         return self.loss / max(self.examples, 1)
 
+    @property
+    def words_per_second(self) -> float:
+        return self.words / max(self.seconds, 1e-9)
+
+    def as_dict(self) -> dict[str, float]:
+        return {**asdict(self), "mean_loss": self.mean_loss}
+
+    @classmethod
+    def from_dict(cls, values: dict) -> EpochReport:
+        return cls(**{f.name: values[f.name] for f in fields(cls)})
+
+
+#: A callback gets each epoch's report; returning False (or raising StopTraining) stops.
+Callback = Callable[[EpochReport], "bool | None"]
+
 
 @dataclass
 class TrainingResult:
     epochs: list[EpochReport] = field(default_factory=list)
-    interrupted: bool = False
+    interrupted: bool = False  # by a signal (SIGINT, SIGTERM, SIGHUP)
+    stopped_early: bool = False  # by a callback
 
 
-def scan_vocabulary(corpus: Corpus, settings: Settings, quiet: bool = False) -> Vocabulary:
+def scan_vocabulary(
+    corpus: Corpus | SentenceCorpus, settings: Settings, quiet: bool = False
+) -> Vocabulary:
     """Count the corpus once and build the vocabulary; an empty result is a usage error."""
     with tqdm(desc="vocabulary", unit="word", unit_scale=True, disable=quiet) as bar:
 
@@ -55,9 +75,9 @@ def scan_vocabulary(corpus: Corpus, settings: Settings, quiet: bool = False) -> 
             blocks(), settings.min_count, settings.max_vocab_size, settings.max_final_vocab
         )
     if vocab.total_words == 0:
-        raise UsageError(f"corpus {corpus.name} is empty")
+        raise CorpusError(f"corpus {corpus.name} is empty")
     if len(vocab) == 0:
-        raise UsageError(
+        raise CorpusError(
             f"vocabulary is empty: no word of {corpus.name} occurs {settings.min_count} times "
             "or more (lower --min-count)"
         )
@@ -69,13 +89,15 @@ def scan_vocabulary(corpus: Corpus, settings: Settings, quiet: bool = False) -> 
     return vocab
 
 
-def encode_corpus(corpus: Corpus, vocab: Vocabulary, quiet: bool = False) -> EncodedCorpus:
+def encode_corpus(
+    corpus: Corpus | SentenceCorpus, vocab: Vocabulary, quiet: bool = False
+) -> EncodedCorpus:
     """Write the corpus as word ids to a temporary file (one tokenising pass)."""
     with tqdm(desc="encoding", unit="word", unit_scale=True, disable=quiet) as bar:
         encoded = EncodedCorpus(corpus, vocab, on_block=bar.update)
     if encoded.words == 0:
         encoded.close()
-        raise UsageError(f"corpus {corpus.name} has no words of the model's vocabulary")
+        raise CorpusError(f"corpus {corpus.name} has no words of the model's vocabulary")
     return encoded
 
 
@@ -116,20 +138,30 @@ class _JobSource:
             return job, words, lr_start, lr_end, seed
 
 
-def train(model: Model, encoded: EncodedCorpus, quiet: bool = False) -> TrainingResult:
-    """Train ``model`` from where it stands (``model.words_done``) to the last epoch.
+def run_training(
+    model: Model,
+    encoded: EncodedCorpus,
+    engine_name: str,
+    quiet: bool = False,
+    callbacks: Sequence[Callback] = (),
+) -> TrainingResult:
+    """Train ``model`` from where it stands (``model.words_done``) to the last epoch on the
+    engine :func:`embedtrain.engines.choose_engine` chose.
 
-    Ctrl-C stops after the jobs in flight and returns with ``interrupted`` set; a
-    non-finite loss or parameter raises :class:`TrainingDiverged`.
+    After each epoch its report is appended to ``model.history`` and handed to every
+    callback; one returning False or raising :class:`StopTraining` ends training there
+    (``stopped_early``). SIGINT, SIGTERM and SIGHUP stop after the jobs in flight and
+    return with ``interrupted`` set; a non-finite loss or parameter raises
+    :class:`TrainingDiverged`.
     """
     settings = model.settings
     keep = model.vocab.keep_probabilities(settings.sample)
-    engine = make_engine(model, keep)
+    engine = make_engine(model, keep, engine_name)
     epoch_words = encoded.words
     result = TrainingResult()
     total = epoch_words * settings.epochs
     with (
-        _ctrl_c_requests_stop() as stop,
+        _signals_request_stop() as stop,
         tqdm(
             total=total,
             initial=min(model.words_done, total),
@@ -144,41 +176,62 @@ def train(model: Model, encoded: EncodedCorpus, quiet: bool = False) -> Training
             epoch, skip = divmod(model.words_done, epoch_words)
             bar.set_description(f"epoch {epoch + 1}/{settings.epochs}")
             report = _run_epoch(model, engine, encoded, epoch, skip, bar, stop)
-            result.epochs.append(report)
             if not quiet:
                 bar.write(
                     f"epoch {epoch + 1}/{settings.epochs}: loss {report.mean_loss:.4f} per "
                     f"example over {report.examples:,} examples, "
-                    f"{report.words / max(report.seconds, 1e-9):,.0f} words/s"
+                    f"{report.words_per_second:,.0f} words/s"
                 )
             for notice in model.head.notices():
                 if not quiet:
                     bar.write(notice)
-            if stop.is_set():
-                result.interrupted = True
-                break
             if not model.head.check_finite() or not _finite(model):
                 raise TrainingDiverged(
                     f"training diverged in epoch {epoch + 1} (non-finite parameters); "
                     "try a smaller --lr"
                 )
+            result.epochs.append(report)
+            model.history.append(report.as_dict())
+            if stop.is_set():
+                result.interrupted = True
+                break
+            if not _callbacks_continue(callbacks, report):
+                result.stopped_early = True
+                break
     model.ops.release_memory()  # the GPU memory pool's cached blocks (minibatch temporaries)
     return result
 
 
+def _callbacks_continue(callbacks: Sequence[Callback], report: EpochReport) -> bool:
+    """Whether every callback lets training go on (all are called, even after a stop)."""
+    going_on = True
+    for callback in callbacks:
+        try:
+            going_on = callback(report) is not False and going_on
+        except StopTraining:
+            going_on = False
+    return going_on
+
+
+#: The signals that stop training gracefully: Ctrl-C, and what kill, timeout, Slurm and
+#: docker stop send (SIGTERM), and a closed terminal (SIGHUP).
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
 @contextmanager
-def _ctrl_c_requests_stop() -> Iterator[threading.Event]:
-    """While training, Ctrl-C sets an event (the jobs in flight finish) instead of raising
-    wherever the main thread happens to be."""
+def _signals_request_stop() -> Iterator[threading.Event]:
+    """While training, the stop signals set an event (the jobs in flight finish) instead
+    of raising or killing wherever the main thread happens to be."""
     stop = threading.Event()
     if threading.current_thread() is not threading.main_thread():
         yield stop
         return
-    previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
+    previous = {number: signal.signal(number, lambda *_: stop.set()) for number in STOP_SIGNALS}
     try:
         yield stop
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 def _finite(model: Model) -> bool:

@@ -1,0 +1,102 @@
+"""Compiled per-example steps of the logistic-unit heads (negative sampling and
+hierarchical softmax), called by the skip-gram/CBOW drivers of :mod:`embedtrain.kernels`.
+
+A step is ``step(state, hidden, target, lr, work, rng) -> loss``: it updates the head's
+output rows, adds ``-lr * dL/dhidden`` to ``work`` and draws from ``rng``. ``state`` is a
+named tuple (:class:`NegativeSamplingState`, :class:`HierarchicalSoftmaxState`), defined
+here once for both the head that builds it and the step that reads it. The sigmoid is
+word2vec's table (1,000 cells over [-6, 6]), the loss its exact log on the same grid.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+from numba import njit
+
+from embedtrain.rng import uniform
+
+MAX_EXP = 6.0
+SIGMOID_TABLE_SIZE = 1000
+_GRID = (np.arange(SIGMOID_TABLE_SIZE) + 0.5) / SIGMOID_TABLE_SIZE * 2 * MAX_EXP - MAX_EXP
+SIGMOID_TABLE = (1.0 / (1.0 + np.exp(-_GRID))).astype(np.float32)
+# -log(sigmoid(x)) and -log(sigmoid(-x)) on the same grid, for the loss tally.
+LOSS_POSITIVE_TABLE = np.log1p(np.exp(-_GRID))
+LOSS_NEGATIVE_TABLE = np.log1p(np.exp(_GRID))
+_TABLE_SCALE = SIGMOID_TABLE_SIZE / (2 * MAX_EXP)
+
+
+class NegativeSamplingState(NamedTuple):
+    output: np.ndarray  # syn1neg, (V, d) float32
+    alias_probability: np.ndarray  # noise distribution as an alias table
+    alias_index: np.ndarray
+    negative: int  # noise words per target
+
+
+class HierarchicalSoftmaxState(NamedTuple):
+    output: np.ndarray  # one row per inner node of the Huffman tree
+    codes: np.ndarray  # (V, max code length) code bits
+    points: np.ndarray  # (V, max code length) inner nodes on the path
+    lengths: np.ndarray  # (V,) code lengths
+
+
+@njit(inline="always")
+def _logistic_step(f: float, label: float) -> tuple[float, float]:
+    """(label - sigmoid(f), loss) with word2vec's table; saturated outside +-MAX_EXP."""
+    if f >= MAX_EXP:
+        return label - 1.0, (1.0 - label) * f + np.log1p(np.exp(-f))
+    if f <= -MAX_EXP:
+        return label, -label * f + np.log1p(np.exp(f))
+    i = int((f + MAX_EXP) * _TABLE_SCALE)
+    if label > 0.5:
+        return label - SIGMOID_TABLE[i], LOSS_POSITIVE_TABLE[i]
+    return label - SIGMOID_TABLE[i], LOSS_NEGATIVE_TABLE[i]
+
+
+@njit(inline="always")
+def _logistic_row(
+    output: np.ndarray, row: int, hidden: np.ndarray, label: float, lr: float, work: np.ndarray
+) -> float:
+    """One binary logistic unit: update ``output[row]`` and accumulate into ``work``."""
+    d = hidden.shape[0]
+    weights = output[row]
+    f = np.float32(0.0)
+    for i in range(d):
+        f += hidden[i] * weights[i]
+    g, loss = _logistic_step(f, label)
+    g = np.float32(g * lr)
+    for i in range(d):
+        work[i] += g * weights[i]
+        weights[i] += g * hidden[i]
+    return loss
+
+
+@njit(nogil=True, fastmath=True, cache=True)
+def negative_sampling_step(state, hidden, target, lr, work, rng) -> float:
+    """Negative sampling: the target as positive, ``negative`` draws from the noise
+    distribution (alias table) as negatives; a draw equal to the target is skipped."""
+    output = state.output
+    vocab_size = output.shape[0]
+    loss = _logistic_row(output, target, hidden, 1.0, lr, work)
+    for _ in range(state.negative):
+        u = uniform(rng) * vocab_size
+        bucket = int(u)
+        if u - bucket < state.alias_probability[bucket]:
+            noise = bucket
+        else:
+            noise = state.alias_index[bucket]
+        if noise == target:
+            continue
+        loss += _logistic_row(output, noise, hidden, 0.0, lr, work)
+    return loss
+
+
+@njit(nogil=True, fastmath=True, cache=True)
+def hierarchical_softmax_step(state, hidden, target, lr, work, rng) -> float:
+    """Hierarchical softmax: one logistic unit per inner node on the target's Huffman path."""
+    loss = 0.0
+    for j in range(state.lengths[target]):
+        label = 1.0 - state.codes[target, j]
+        loss += _logistic_row(state.output, state.points[target, j], hidden, label, lr, work)
+    return loss
