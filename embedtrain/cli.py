@@ -358,7 +358,6 @@ def _show_log(quiet: bool) -> None:
     handler.setFormatter(_LogFormat())
     logger.handlers[:] = [handler]
     logger.setLevel(logging.WARNING if quiet else logging.INFO)
-    logger.propagate = False
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -111,7 +111,7 @@ class Embeddings:
         """These vectors as a gensim ``KeyedVectors`` (gensim's whole ecosystem applies)."""
         from gensim.models import KeyedVectors
 
-        vectors = KeyedVectors(self.vectors.shape[1], count=len(self.words))
+        vectors = KeyedVectors(self.vectors.shape[1])
         vectors.add_vectors(self.words, self.vectors)
         return vectors
 

@@ -190,8 +190,9 @@ def run_training(
                     f"training diverged in epoch {epoch + 1} (non-finite parameters); "
                     "try a smaller --lr"
                 )
-            result.epochs.append(report)
-            model.history.append(report.as_dict())
+            if report.words:  # an epoch stopped before its first job did nothing
+                result.epochs.append(report)
+                model.history.append(report.as_dict())
             if stop.is_set():
                 result.interrupted = True
                 break

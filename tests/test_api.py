@@ -1,0 +1,295 @@
+"""The Python API: embedtrain.train / load and Embeddings, checked against gensim's own
+KeyedVectors, against the command line, and against itself (same options, same vectors)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+
+import numpy as np
+import pytest
+from conftest import GROUPS, structured_sentences, write_corpus
+
+import embedtrain
+from embedtrain.backend import CupyOps, NumpyOps
+from embedtrain.cli import main
+from embedtrain.engines import choose_engine
+from embedtrain.settings import Settings
+
+#: Small, fast and deterministic: one thread, the compiled engine, the generated corpus.
+FAST = {"dim": 16, "epochs": 2, "threads": 1, "seed": 1, "sample": 0, "min_count": 2}
+SENTENCES = structured_sentences(1500, seed=3)
+
+
+@pytest.fixture(scope="module")
+def corpus_file(tmp_path_factory):
+    return write_corpus(tmp_path_factory.mktemp("api") / "c.txt", SENTENCES)
+
+
+@pytest.fixture(scope="module")
+def trained(corpus_file):
+    return embedtrain.train(corpus_file, progress=False, model="skipgram", **FAST)
+
+
+def test_file_sentences_and_generator_give_identical_vectors(corpus_file, trained):
+    """The same text as a file, a list of token lists and a one-shot generator (spooled):
+    the same vocabulary, the same stream of word ids, so the same vectors, bit for bit."""
+    from_list = embedtrain.train(SENTENCES, progress=False, model="skipgram", **FAST)
+    generator = (list(s) for s in SENTENCES)
+    from_generator = embedtrain.train(generator, progress=False, model="skipgram", **FAST)
+    for other in (from_list, from_generator):
+        assert other.words == trained.words
+        np.testing.assert_array_equal(other.vectors, trained.vectors)
+
+
+def test_a_list_of_paths_is_one_corpus(tmp_path, corpus_file):
+    half = len(SENTENCES) // 2
+    first = write_corpus(tmp_path / "a.txt", SENTENCES[:half])
+    second = write_corpus(tmp_path / "b.txt", SENTENCES[half:])
+    joined = embedtrain.train([first, second], progress=False, model="skipgram", **FAST)
+    whole = embedtrain.train(str(corpus_file), progress=False, model="skipgram", **FAST)
+    np.testing.assert_array_equal(joined.vectors, whole.vectors)
+
+
+def test_cli_and_api_give_identical_vectors(corpus_file, trained, tmp_path):
+    out = tmp_path / "v.txt"
+    args = ["train", str(corpus_file), "-o", str(out), "--quiet", "--model", "skipgram"]
+    for name, value in FAST.items():
+        args += [f"--{name.replace('_', '-')}", str(value)]
+    assert main(args) == 0
+    loaded = embedtrain.load(out)  # %.9g text round-trips float32 exactly
+    assert loaded.words == trained.words
+    np.testing.assert_array_equal(loaded.vectors, trained.vectors)
+
+
+def test_embeddings_members(trained):
+    words = trained.words
+    assert len(trained) == len(words) and trained.vectors.shape == (len(words), FAST["dim"])
+    assert trained.vectors.dtype == np.float32
+    counts = trained._model.vocab.counts
+    assert (np.diff(counts) <= 0).all()  # frequency order
+    assert "cat" in trained and "no-such-word" not in trained
+    np.testing.assert_array_equal(trained["cat"], trained.vectors[words.index("cat")])
+    with pytest.raises(embedtrain.UnknownWord, match="no-such-word"):
+        trained["no-such-word"]
+    with pytest.raises(KeyError):  # an UnknownWord is a KeyError, as a dict's
+        trained.most_similar("no-such-word")
+    assert trained.settings.model == "skipgram" and trained.settings.dim == FAST["dim"]
+    assert [r.epoch for r in trained.history] == [1, 2]
+    assert all(r.words_per_second > 0 and r.mean_loss > 0 for r in trained.history)
+    assert trained.output_vectors.shape == trained.vectors.shape  # ns: syn1neg
+
+
+def test_neighbours_and_analogies_agree_with_gensim(trained):
+    """gensim's KeyedVectors of the same vectors is the oracle for both queries."""
+    gensim = trained.keyed_vectors()
+    assert list(gensim.index_to_key) == trained.words
+    ours = trained.most_similar("cat", n=5)
+    theirs = gensim.most_similar("cat", topn=5)
+    assert [w for w, _ in ours] == [w for w, _ in theirs]
+    np.testing.assert_allclose([s for _, s in ours], [s for _, s in theirs], rtol=1e-5)
+    assert trained.most_similar(trained["cat"], n=1)[0][0] == "cat"  # a vector: itself first
+    ours = trained.analogy("cat", "dog", "red", n=5)
+    theirs = gensim.most_similar(positive=["dog", "red"], negative=["cat"], topn=5)
+    assert [w for w, _ in ours] == [w for w, _ in theirs]
+    np.testing.assert_allclose([s for _, s in ours], [s for _, s in theirs], rtol=1e-5)
+
+
+def test_neighbours_recover_the_generated_groups(trained):
+    hits = [w in GROUPS["animal"] for w, _ in trained.most_similar("cat", n=3)]
+    assert sum(hits) >= 2
+
+
+def test_evaluate_reports_the_cli_figures(trained):
+    results = trained.evaluate()
+    assert set(results) == {"questions-words.txt", "wordsim353.tsv", "simlex999.txt"}
+    assert results["questions-words.txt"]["task"] == "analogy"
+    assert results["wordsim353.tsv"]["task"] == "similarity"
+
+
+@pytest.mark.parametrize("name", ["v.txt", "v.bin"])
+def test_save_vectors_loads_in_gensim(trained, tmp_path, name):
+    from gensim.models import KeyedVectors
+
+    path = tmp_path / name
+    trained.save_vectors(path)
+    loaded = KeyedVectors.load_word2vec_format(str(path), binary=name.endswith(".bin"))
+    assert list(loaded.index_to_key) == trained.words
+    np.testing.assert_array_equal(loaded.vectors, trained.vectors)
+    forced = tmp_path / "forced.txt"
+    trained.save_vectors(forced, binary=True)  # the flag wins over the name
+    binary = KeyedVectors.load_word2vec_format(str(forced), binary=True)
+    np.testing.assert_array_equal(binary.vectors, trained.vectors)
+
+
+def test_save_load_resume(corpus_file, trained, tmp_path):
+    """A model saved after 2 of 3 epochs (a callback stopped it) and resumed equals one
+    uninterrupted 3-epoch run: schedule, seeds and parameters all continue (one thread:
+    the run is deterministic). Extending a finished run adds epochs to its history."""
+    options = {**FAST, "epochs": 3, "model": "skipgram"}
+    stopped = embedtrain.train(
+        corpus_file, progress=False, callbacks=[lambda r: r.epoch < 2], **options
+    )
+    path = tmp_path / "m.npz"
+    stopped.save(path)
+    loaded = embedtrain.load(path)
+    np.testing.assert_array_equal(loaded.vectors, stopped.vectors)
+    np.testing.assert_array_equal(loaded.output_vectors, stopped.output_vectors)
+    assert [r.epoch for r in loaded.history] == [1, 2]
+    resumed = embedtrain.train(corpus_file, progress=False, resume=path)
+    whole = embedtrain.train(corpus_file, progress=False, **options)
+    assert [r.epoch for r in resumed.history] == [1, 2, 3]
+    np.testing.assert_array_equal(resumed.vectors, whole.vectors)
+    trained.save(path)
+    extended = embedtrain.train(corpus_file, progress=False, resume=path, epochs=3)
+    assert [r.epoch for r in extended.history] == [1, 2, 3]
+    assert extended.settings.epochs == 3
+
+
+def test_resume_keeps_the_saved_settings(corpus_file, trained, tmp_path):
+    path = tmp_path / "m.npz"
+    trained.save(path)
+    with pytest.raises(embedtrain.SettingsError, match="dim"):
+        embedtrain.train(corpus_file, progress=False, resume=path, dim=50)
+
+
+def test_word2vec_vectors_are_not_resumable(corpus_file, trained, tmp_path):
+    path = tmp_path / "v.txt"
+    trained.save_vectors(path)
+    loaded = embedtrain.load(path)
+    assert loaded.settings is None and loaded.output_vectors is None and loaded.history == []
+    with pytest.raises(embedtrain.ModelFileError, match="not a model"):
+        loaded.save(tmp_path / "m.npz")
+    with pytest.raises(embedtrain.ModelFileError, match="cannot be resumed"):
+        embedtrain.train(corpus_file, progress=False, resume=path)
+
+
+def test_hierarchical_softmax_has_no_output_vectors(corpus_file):
+    emb = embedtrain.train(corpus_file, progress=False, head="hs", **FAST)
+    assert emb.output_vectors is None
+
+
+@pytest.mark.parametrize("how", ["returns False", "raises StopTraining"])
+def test_a_callback_stops_training_early(corpus_file, how):
+    seen = []
+
+    def stop_after_first(report):
+        seen.append(report.epoch)
+        if how == "raises StopTraining":
+            raise embedtrain.StopTraining
+        return False
+
+    emb = embedtrain.train(
+        corpus_file, progress=False, callbacks=[stop_after_first], **{**FAST, "epochs": 4}
+    )
+    assert seen == [1] and [r.epoch for r in emb.history] == [1]
+    assert emb._model.words_done == emb.history[0].words
+
+
+def test_a_signal_interrupts_with_the_model_so_far(corpus_file, tmp_path):
+    """SIGTERM after epoch 1: TrainingInterrupted carries the model after epoch 1, and
+    resuming it gives the vectors of an uninterrupted run."""
+
+    def terminate(report):
+        if report.epoch == 1:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    options = {**FAST, "epochs": 3}
+    with pytest.raises(embedtrain.TrainingInterrupted) as caught:
+        embedtrain.train(corpus_file, progress=False, callbacks=[terminate], **options)
+    partial = caught.value.embeddings
+    assert [r.epoch for r in partial.history] == [1]
+    path = tmp_path / "partial.npz"
+    partial.save(path)
+    resumed = embedtrain.train(corpus_file, progress=False, resume=path)
+    whole = embedtrain.train(corpus_file, progress=False, **options)
+    np.testing.assert_array_equal(resumed.vectors, whole.vectors)
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handlers restored
+
+
+@pytest.mark.parametrize(
+    "corpus,options,error,fragment",
+    [
+        ("no/such/file.txt", {}, embedtrain.CorpusError, "does not exist"),
+        ([["a", "b"]], {"dim": 0}, embedtrain.SettingsError, "--dim must be positive"),
+        ([["a", "b"]], {"dim": "ten"}, embedtrain.SettingsError, "integer"),
+        ([["a", "b"]], {"dimension": 5}, embedtrain.SettingsError, "unknown option"),
+        ([["a", "b"]], {"head": "nope"}, embedtrain.SettingsError, "--head"),
+        ([["a", "b"]], {"min_count": 5}, embedtrain.CorpusError, "vocabulary is empty"),
+        (["the cat sat", "on the mat"], {}, embedtrain.CorpusError, "does not exist"),
+        ([["a", "b"], "c d"], {"min_count": 1}, embedtrain.CorpusError, "is a string"),
+        ([["a", 3]], {"min_count": 1}, embedtrain.CorpusError, "token of type int"),
+        ([], {}, embedtrain.CorpusError, "empty"),
+        (42, {}, embedtrain.CorpusError, "not a int"),
+        ([["a"]], {"engine": "compiled", "head": "squared"}, embedtrain.SettingsError, "compiled"),
+    ],
+)
+def test_bad_input_raises_documented_exceptions(corpus, options, error, fragment):
+    with pytest.raises(error, match=fragment) as caught:
+        embedtrain.train(corpus, progress=False, **options)
+    assert isinstance(caught.value, embedtrain.EmbedtrainError)
+
+
+def test_errors_in_load(tmp_path):
+    with pytest.raises(embedtrain.ModelFileError, match="does not exist"):
+        embedtrain.load(tmp_path / "nothing.npz")
+    garbage = tmp_path / "garbage.npz"
+    garbage.write_bytes(b"PK\x03\x04" + bytes(100))
+    with pytest.raises(embedtrain.ModelFileError):
+        embedtrain.load(garbage)
+
+
+def test_library_never_prints_without_progress(corpus_file, capsys):
+    embedtrain.train(corpus_file, progress=False, **FAST)
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err == ""
+
+
+# --- the engine rule: one function decides, every case -------------------------------
+
+
+@pytest.fixture
+def no_cupy(monkeypatch):
+    monkeypatch.setitem(sys.modules, "cupy", None)
+
+
+@pytest.mark.parametrize(
+    "engine,device,head,chosen",
+    [
+        ("auto", "cpu", "ns", "compiled"),
+        ("auto", "cpu", "hs", "compiled"),
+        ("auto", "auto", "ns", "compiled"),  # no GPU here: the CPU
+        ("auto", "cpu", "squared", "batched"),
+        ("auto", "cpu", "softmax", "batched"),
+        ("compiled", "auto", "ns", "compiled"),
+        ("batched", "cpu", "ns", "batched"),
+        ("batched", "auto", "hs", "batched"),
+    ],
+)
+def test_engine_rule_on_the_cpu(no_cupy, engine, device, head, chosen):
+    name, ops = choose_engine(Settings(engine=engine, device=device, head=head))
+    assert name == chosen and isinstance(ops, NumpyOps)
+
+
+def test_engine_rule_with_a_gpu(monkeypatch):
+    from test_backend import fake_cupy
+
+    cupy, cupyx = fake_cupy()
+    monkeypatch.setitem(sys.modules, "cupy", cupy)
+    monkeypatch.setitem(sys.modules, "cupyx", cupyx)
+    for engine, device in [("auto", "auto"), ("auto", "gpu"), ("batched", "auto")]:
+        name, ops = choose_engine(Settings(engine=engine, device=device, head="ns"))
+        assert name == "batched" and isinstance(ops, CupyOps)
+    name, ops = choose_engine(Settings(engine="compiled", device="auto", head="ns"))
+    assert name == "compiled" and isinstance(ops, NumpyOps)
+    with pytest.raises(embedtrain.SettingsError, match="runs on the CPU"):
+        choose_engine(Settings(engine="compiled", device="gpu", head="ns"))
+
+
+def test_gpu_fallback_is_logged_not_printed(no_cupy, caplog, capsys):
+    with caplog.at_level(logging.INFO, logger="embedtrain"):
+        choose_engine(Settings(device="auto"))
+    assert "training on the CPU" in caplog.text
+    assert capsys.readouterr().err == ""
