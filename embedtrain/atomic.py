@@ -1,9 +1,22 @@
-"""Atomic file writes: a temporary file beside the target, renamed over it when complete,
-so no reader ever sees a half-written output (full disk, Ctrl-C, crash)."""
+"""Outputs that are never half-written: a temporary file beside the target, renamed over it
+when complete (full disk, Ctrl-C, crash: the old file, or none, stays).
+
+What each kind of target gets:
+
+- ``-``: standard output, streamed (there is no file to replace);
+- a symbolic link: the file it points to is replaced atomically; the link stays a link;
+- a FIFO or character device (``/dev/null``, ``/dev/stdout``, a pipe): streamed to as it
+  is, never replaced by a regular file;
+- a block device, socket or directory: refused;
+- a regular file: replaced atomically, keeping its permission bits (and owner, where the
+  process may set it); a new file gets the mode ``open()`` would give it.
+"""
 
 from __future__ import annotations
 
 import os
+import stat
+import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -12,31 +25,125 @@ from typing import BinaryIO
 
 from embedtrain.errors import OutputError
 
+STDOUT = "-"
+#: Characters of the target's name kept in the temporary name, so that the temporary
+#: name (".NAME.XXXXXXXX.tmp") stays under the 255-byte limit of every common file system.
+_TEMPORARY_NAME_CHARS = 100
+
 
 @contextmanager
 def atomic_write(path: str | Path) -> Iterator[BinaryIO]:
-    """Open a binary temporary file that replaces ``path`` only if the block succeeds."""
-    target = Path(path)
-    directory = target.parent if str(target.parent) else Path(".")
+    """A binary stream for ``path``, which is replaced only if the block succeeds."""
+    if str(path) == STDOUT:
+        yield sys.stdout.buffer
+        sys.stdout.buffer.flush()
+        return
+    target = _final_target(path)
+    if _is_stream(target):
+        with _opened(target, "wb") as out:
+            yield out
+        return
+    previous = _existing_mode(target)
     try:
-        handle, temporary = tempfile.mkstemp(
-            prefix=f".{target.name}.", suffix=".tmp", dir=directory
-        )
+        handle, temporary = _temporary_beside(target)
     except OSError as exc:
-        raise OutputError(f"cannot write {target}: {exc.strerror or exc}") from exc
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from exc
     try:
         with os.fdopen(handle, "wb") as out:
             yield out
             out.flush()
             os.fsync(out.fileno())
-        os.chmod(temporary, _new_file_mode())  # mkstemp's 0600 would hide the output
+        _keep_mode(temporary, previous)
         os.replace(temporary, target)
     except OSError as exc:
         Path(temporary).unlink(missing_ok=True)
-        raise OutputError(f"cannot write {target}: {exc.strerror or exc}") from exc
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from exc
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def check_writable(path: str | Path) -> None:
+    """Fail early, before hours of training, if ``path`` cannot be written: the temporary
+    file the write will use is created and removed here, in the same place."""
+    if not str(path):
+        raise OutputError("an output name is empty")
+    if str(path) == STDOUT:
+        return
+    target = _final_target(path)
+    if _is_stream(target):
+        if not os.access(target, os.W_OK):
+            raise OutputError(f"cannot write {path}: permission denied")
+        return
+    directory = target.parent
+    if not directory.is_dir():
+        raise OutputError(f"cannot write {path}: directory {directory} does not exist")
+    try:
+        handle, temporary = _temporary_beside(target)
+    except OSError as exc:
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from exc
+    os.close(handle)
+    Path(temporary).unlink(missing_ok=True)
+
+
+def _final_target(path: str | Path) -> Path:
+    """The file a write to ``path`` must change: symbolic links followed (a dangling link
+    gets its target created); refused if that is a directory, block device or socket."""
+    target = Path(os.path.realpath(path))
+    try:
+        mode = target.stat().st_mode
+    except FileNotFoundError:
+        return target
+    except OSError as exc:
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from exc
+    if stat.S_ISDIR(mode):
+        raise OutputError(f"cannot write {path}: it is a directory")
+    if not (stat.S_ISREG(mode) or stat.S_ISFIFO(mode) or stat.S_ISCHR(mode)):
+        raise OutputError(f"cannot write {path}: not a regular file, FIFO or character device")
+    return target
+
+
+def _is_stream(target: Path) -> bool:
+    """FIFOs and character devices are written in place: they cannot be replaced."""
+    try:
+        mode = target.stat().st_mode
+    except OSError:
+        return False
+    return stat.S_ISFIFO(mode) or stat.S_ISCHR(mode)
+
+
+@contextmanager
+def _opened(target: Path, mode: str) -> Iterator[BinaryIO]:
+    try:
+        with open(target, mode) as out:
+            yield out
+    except OSError as exc:
+        raise OutputError(f"cannot write {target}: {exc.strerror or exc}") from exc
+
+
+def _temporary_beside(target: Path) -> tuple[int, str]:
+    prefix = f".{target.name[:_TEMPORARY_NAME_CHARS]}."
+    return tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=target.parent)
+
+
+def _existing_mode(target: Path) -> os.stat_result | None:
+    try:
+        return target.stat()
+    except OSError:
+        return None
+
+
+def _keep_mode(temporary: str, previous: os.stat_result | None) -> None:
+    """The replaced file's permission bits and owner, or a new file's default mode
+    (mkstemp's 0600 would hide a new output; 0644 would expose a private one)."""
+    if previous is None:
+        os.chmod(temporary, _new_file_mode())
+        return
+    os.chmod(temporary, stat.S_IMODE(previous.st_mode))
+    try:
+        os.chown(temporary, previous.st_uid, previous.st_gid)
+    except PermissionError:  # only root may give a file away; the mode is what matters
+        pass
 
 
 def _new_file_mode() -> int:
@@ -44,15 +151,3 @@ def _new_file_mode() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return 0o666 & ~mask
-
-
-def check_writable(path: str | Path) -> None:
-    """Fail early, before hours of training, if ``path`` cannot be written."""
-    target = Path(path)
-    directory = target.parent if str(target.parent) else Path(".")
-    if target.is_dir():
-        raise OutputError(f"cannot write {target}: it is a directory")
-    if not directory.is_dir():
-        raise OutputError(f"cannot write {target}: directory {directory} does not exist")
-    if not os.access(directory, os.W_OK):
-        raise OutputError(f"cannot write {target}: directory {directory} is not writable")

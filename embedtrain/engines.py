@@ -55,7 +55,7 @@ class CompiledEngine:
             self.model.settings.window,
             lr_start,
             lr_end,
-            seed_state(seed),
+            seed_state(np.uint64(seed)),
         )
 
 
@@ -85,6 +85,7 @@ class BatchedEngine:
         self, job: np.ndarray, lr_start: float, lr_end: float, seed: int
     ) -> tuple[float, int]:
         random = self.ops.random_state(seed)
+        self.model.head.reseed(seed + 1)  # the head's draws follow the job, as the windows
         batch = window_batch(self.ops, job, self.keep, self.model.settings.window, random)
         n = int(batch.centres.shape[0])
         loss = self.ops.xp.zeros((), dtype=np.float64)

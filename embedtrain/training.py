@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import math
 import queue
-import signal
+import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 
 from tqdm import tqdm
@@ -20,6 +19,7 @@ from embedtrain.engines import make_engine
 from embedtrain.errors import CorpusError, StopTraining, TrainingDiverged
 from embedtrain.model import Model
 from embedtrain.settings import Settings
+from embedtrain.signals import signals_set_flag
 from embedtrain.vocab import Vocabulary, build_vocabulary
 
 
@@ -84,7 +84,8 @@ def scan_vocabulary(
     if not quiet:
         tqdm.write(
             f"vocabulary: {len(vocab):,} words (min count {settings.min_count}) from "
-            f"{vocab.total_words:,} tokens, {vocab.retained_words:,} kept"
+            f"{vocab.total_words:,} tokens, {vocab.retained_words:,} kept",
+            file=sys.stderr,
         )
     return vocab
 
@@ -106,6 +107,13 @@ def learning_rate(settings_lr: float, min_lr: float, progress: float) -> float:
     return settings_lr - (settings_lr - min_lr) * min(max(progress, 0.0), 1.0)
 
 
+def job_seed(seed: int, position: int) -> int:
+    """The seed of the job starting ``position`` words into the run: a function of where
+    the job is, not of how many jobs this process handed out, so a resumed run draws what
+    the uninterrupted one would have; reduced to 64 bits (any ``seed`` is valid)."""
+    return (seed * 0x9E3779B97F4A7C15 + position) % 2**64
+
+
 class _JobSource:
     """Hands out jobs with their learning rates and seeds; shared by the worker threads."""
 
@@ -116,8 +124,6 @@ class _JobSource:
         self.jobs = prefetch(encoded.jobs(skip_words=skip))
         self.total = encoded.words * self.settings.epochs
         self.position = epoch * encoded.words + skip
-        self.epoch = epoch
-        self.counter = 0
         self.lock = threading.Lock()
         self.stop = stop
 
@@ -132,9 +138,8 @@ class _JobSource:
             s = self.settings
             lr_start = learning_rate(s.lr, s.min_lr, self.position / self.total)
             lr_end = learning_rate(s.lr, s.min_lr, (self.position + words) / self.total)
+            seed = job_seed(s.seed, self.position)
             self.position += words
-            self.counter += 1
-            seed = (s.seed * 1_000_003 + self.epoch) * 1_000_003 + self.counter
             return job, words, lr_start, lr_end, seed
 
 
@@ -161,7 +166,7 @@ def run_training(
     result = TrainingResult()
     total = epoch_words * settings.epochs
     with (
-        _signals_request_stop() as stop,
+        signals_set_flag() as stop,
         tqdm(
             total=total,
             initial=min(model.words_done, total),
@@ -180,11 +185,12 @@ def run_training(
                 bar.write(
                     f"epoch {epoch + 1}/{settings.epochs}: loss {report.mean_loss:.4f} per "
                     f"example over {report.examples:,} examples, "
-                    f"{report.words_per_second:,.0f} words/s"
+                    f"{report.words_per_second:,.0f} words/s",
+                    file=sys.stderr,
                 )
             for notice in model.head.notices():
                 if not quiet:
-                    bar.write(notice)
+                    bar.write(notice, file=sys.stderr)
             if not model.head.check_finite() or not _finite(model):
                 raise TrainingDiverged(
                     f"training diverged in epoch {epoch + 1} (non-finite parameters); "
@@ -212,27 +218,6 @@ def _callbacks_continue(callbacks: Sequence[Callback], report: EpochReport) -> b
         except StopTraining:
             going_on = False
     return going_on
-
-
-#: The signals that stop training gracefully: Ctrl-C, and what kill, timeout, Slurm and
-#: docker stop send (SIGTERM), and a closed terminal (SIGHUP).
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-
-
-@contextmanager
-def _signals_request_stop() -> Iterator[threading.Event]:
-    """While training, the stop signals set an event (the jobs in flight finish) instead
-    of raising or killing wherever the main thread happens to be."""
-    stop = threading.Event()
-    if threading.current_thread() is not threading.main_thread():
-        yield stop
-        return
-    previous = {number: signal.signal(number, lambda *_: stop.set()) for number in STOP_SIGNALS}
-    try:
-        yield stop
-    finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler)
 
 
 def _finite(model: Model) -> bool:

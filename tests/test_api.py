@@ -293,3 +293,68 @@ def test_gpu_fallback_is_logged_not_printed(no_cupy, caplog, capsys):
         choose_engine(Settings(device="auto"))
     assert "training on the CPU" in caplog.text
     assert capsys.readouterr().err == ""
+
+
+@pytest.fixture(scope="module")
+def long_corpus(tmp_path_factory):
+    """About 4 jobs of 50,000 words per epoch, so a run can stop inside an epoch."""
+    sentences = structured_sentences(20_000, seed=5)
+    return write_corpus(tmp_path_factory.mktemp("long") / "long.txt", sentences)
+
+
+def stop_inside_the_first_epoch(monkeypatch):
+    """Stop as a signal would, deterministically: the flag rises while the second job is
+    handed out, so the run stops after two jobs of epoch 1."""
+    import contextlib
+    import threading
+
+    from embedtrain import training
+
+    flag = threading.Event()
+    handed_out = []
+    real_job_words = training.job_words
+
+    def counting(job):
+        handed_out.append(job.size)
+        if len(handed_out) == 2:
+            flag.set()
+        return real_job_words(job)
+
+    monkeypatch.setattr(training, "job_words", counting)
+    monkeypatch.setattr(training, "signals_set_flag", lambda: contextlib.nullcontext(flag))
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"head": "ns", "engine": "compiled"},
+        {"head": "hs", "engine": "compiled", "model": "cbow"},
+        {"head": "ns", "engine": "batched", "batch_size": 16},
+    ],
+    ids=["ns-compiled", "hs-cbow-compiled", "ns-batched"],
+)
+def test_resume_inside_an_epoch_is_exact(monkeypatch, long_corpus, tmp_path, options):
+    """Interrupted after 2 jobs of epoch 1, saved, resumed: bit-identical to the straight
+    run (one thread; the job seeds follow the job's position, not a job counter)."""
+    settings = {**FAST, "epochs": 2, "device": "cpu", "model": "skipgram", **options}
+    with monkeypatch.context() as patch:
+        stop_inside_the_first_epoch(patch)
+        with pytest.raises(embedtrain.TrainingInterrupted) as caught:
+            embedtrain.train(long_corpus, progress=False, **settings)
+    partial = caught.value.embeddings
+    epoch_words = partial._model.words_done
+    assert 0 < epoch_words and len(partial.history) == 1
+    path = tmp_path / "partial.npz"
+    partial.save(path)
+    resumed = embedtrain.train(long_corpus, progress=False, resume=path)
+    straight = embedtrain.train(long_corpus, progress=False, **settings)
+    np.testing.assert_array_equal(resumed.vectors, straight.vectors)
+    if straight.output_vectors is not None:
+        np.testing.assert_array_equal(resumed.output_vectors, straight.output_vectors)
+
+
+def test_any_seed_trains(corpus_file):
+    """Seeds far beyond 32 bits (word2vec's and gensim's range) are valid everywhere."""
+    for seed in (2**31, 18_500_000, 2**63 + 5):
+        emb = embedtrain.train(corpus_file, progress=False, **{**FAST, "seed": seed})
+        assert np.isfinite(emb.vectors).all()

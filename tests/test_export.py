@@ -1,10 +1,11 @@
 import errno
+from pathlib import Path
 
 import numpy as np
 import pytest
 from gensim.models import KeyedVectors
 
-from embedtrain.atomic import atomic_write
+from embedtrain.atomic import atomic_write, check_writable
 from embedtrain.errors import OutputError
 from embedtrain.export import save_word2vec
 
@@ -48,3 +49,72 @@ def test_interrupted_write_leaves_nothing_behind(tmp_path):
         out.write(b"partial")
         raise KeyboardInterrupt
     assert list(tmp_path.iterdir()) == []
+
+
+def test_replacing_keeps_the_old_permission_bits(tmp_path):
+    target = tmp_path / "private.txt"
+    target.write_text("old")
+    target.chmod(0o600)
+    save_word2vec(target, WORDS, np.zeros((4, 2), dtype=np.float32), binary=False)
+    assert target.stat().st_mode & 0o777 == 0o600
+    assert target.read_text().startswith("4 2\n")
+
+
+def test_a_symlink_target_is_replaced_through_the_link(tmp_path):
+    real = tmp_path / "real.txt"
+    real.write_text("old")
+    link = tmp_path / "link.txt"
+    link.symlink_to(real)
+    with atomic_write(link) as out:
+        out.write(b"new")
+    assert link.is_symlink() and real.read_text() == "new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link.txt", "real.txt"]
+
+
+def test_fifo_and_character_devices_are_streamed_not_replaced(tmp_path):
+    import os
+    import threading
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    received = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_bytes()))
+    reader.start()
+    with atomic_write(fifo) as out:
+        out.write(b"through the pipe")
+    reader.join(timeout=10)
+    assert received == [b"through the pipe"]
+    assert fifo.is_fifo()
+    with atomic_write("/dev/null") as out:
+        out.write(b"discarded")
+    assert Path("/dev/null").is_char_device()
+
+
+def test_stdout_target(capsysbinary):
+    with atomic_write("-") as out:
+        out.write(b"on stdout")
+    assert capsysbinary.readouterr().out == b"on stdout"
+
+
+@pytest.mark.parametrize(
+    "where,fragment",
+    [
+        ("", "empty"),
+        ("/proc/embedtrain-vectors.txt", "cannot write"),
+        ("/sys/embedtrain-vectors.txt", "cannot write"),
+        ("no/such/dir/v.txt", "does not exist"),
+        (".", "is a directory"),
+    ],
+)
+def test_check_writable_refuses_what_the_write_would_fail_on(where, fragment):
+    with pytest.raises(OutputError, match=fragment):
+        check_writable(where)
+
+
+def test_long_names_write(tmp_path):
+    """A 250-character name is legal; its temporary name must be too."""
+    target = tmp_path / ("v" * 246 + ".txt")
+    check_writable(target)
+    save_word2vec(target, WORDS, np.zeros((4, 2), dtype=np.float32), binary=False)
+    assert target.read_text().startswith("4 2\n")
+    assert len(list(tmp_path.iterdir())) == 1

@@ -108,6 +108,10 @@ class Head(ABC):
         (the exact heads); the result says which rate it used.
         """
 
+    def reseed(self, seed: int) -> None:
+        """Seed the head's own random draws for the next job (heads that draw override),
+        so that a run resumed at a job boundary draws what an uninterrupted one would."""
+
     def notices(self) -> list[str]:
         """Messages for the user gathered since the last call (e.g. learning-rate caps)."""
         return []

@@ -41,7 +41,6 @@ class LogisticUnitsHead(Head):
             self.output = ops.xp.zeros(shape, dtype=np.float32)
         else:
             self.output = ops.asarray(parameters["output"], dtype=np.float32)
-        self.random = ops.random_state(seed)
 
     def _units(self, words: Any) -> tuple[Any, Any, Any]:
         """Rows, labels and a 0/1 mask (all ``(P, R)``) for the target words ``(P,)``."""
@@ -97,12 +96,16 @@ class NegativeSampling(LogisticUnitsHead):
         parameters: dict[str, np.ndarray] | None = None,
     ) -> None:
         super().__init__(vocab, settings, ops, seed, parameters)
+        self.random = ops.random_state(seed)
         table = alias_table(vocab.noise_distribution(settings.ns_exponent))
         self.negative = settings.negative
         self._alias_probability = table.probability
         self._alias_index = table.alias
         self._device_probability = ops.asarray(table.probability)
         self._device_alias = ops.asarray(table.alias)
+
+    def reseed(self, seed: int) -> None:
+        self.random = self.ops.random_state(seed)
 
     def draw_noise(self, shape: tuple[int, ...]) -> Any:
         """Noise words drawn from the alias table on the backend."""

@@ -1,0 +1,36 @@
+"""Signals that stop a run: Ctrl-C (SIGINT), what ``kill``, ``timeout``, Slurm and ``docker
+stop`` send (SIGTERM), and a closed terminal (SIGHUP). Training and the writing of outputs
+turn them into a flag that is checked where stopping is safe, instead of an exception
+raised wherever the main thread happens to be."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+@contextmanager
+def signals_set_flag() -> Iterator[threading.Event]:
+    """While inside, a stop signal sets the returned event (previous handlers restored
+    after). Off the main thread, where handlers cannot be installed, the event never sets."""
+    flag = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+    previous = {number: signal.signal(number, lambda *_: flag.set()) for number in STOP_SIGNALS}
+    try:
+        yield flag
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+def stop_signals_interrupt() -> None:
+    """Make SIGTERM and SIGHUP raise KeyboardInterrupt as Ctrl-C does, so the cleanup of
+    a command line run (temporary files, one-line message) happens for all three."""
+    for number in STOP_SIGNALS:
+        signal.signal(number, signal.default_int_handler)
