@@ -251,4 +251,4 @@ def test_exact_head_through_cupy_ops_matches_numpy(with_fake_cupy):
         targets = rng.integers(0, 6, (5, 4))
         steps = [head.batch_step(hidden, targets, 0.01) for head in heads]
         np.testing.assert_allclose(steps[0].grad_hidden, steps[1].grad_hidden, rtol=1e-10)
-    np.testing.assert_allclose(heads[0].weights(), heads[1].weights(), rtol=1e-10)
+    np.testing.assert_allclose(heads[0].state.weights(), heads[1].state.weights(), rtol=1e-10)

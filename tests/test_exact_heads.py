@@ -6,7 +6,7 @@ import pytest
 from conftest import numeric_gradient
 
 from embedtrain.backend import NumpyOps, Ops
-from embedtrain.heads import exact, factored_kernel
+from embedtrain.heads import exact, factored_kernel, factored_state
 from embedtrain.heads.base import PADDING
 from embedtrain.heads.exact import (
     FactoredHead,
@@ -37,9 +37,17 @@ def naive(loss, seed=0):
     return NaiveHead(loss, VOCAB, Settings(dim=DIM), NumpyOps(), seed, dtype=np.float64)
 
 
+class DeviceLikeOps(Ops):
+    """The generic backend copying to the host as a device does, so that the rules the
+    array form runs on host copies must write their results back."""
+
+    def to_host(self, array):
+        return np.array(array)
+
+
 #: The factored step's two implementations: the compiled CPU kernel (on the host backend),
 #: and the array form a GPU runs (on the generic backend, here over NumPy).
-PATHS = {"compiled": NumpyOps, "array": Ops}
+PATHS = {"compiled": NumpyOps, "array": DeviceLikeOps}
 
 
 def factored(loss, seed=0, backend=NumpyOps, parameters=None):
@@ -109,7 +117,7 @@ def run_pair(loss_name, steps, lr, m, k, seed=0, scale=0.1, backend=NumpyOps, sh
     rng = np.random.default_rng(seed)
     fact = factored(LOSSES[loss_name](), backend=backend)
     ref = naive(LOSSES[loss_name]())
-    assert relative(fact.weights(), ref.weights) == 0
+    assert relative(fact.state.weights(), ref.weights) == 0
     worst = {"loss": 0.0, "grad": 0.0}
     for _ in range(steps):
         hidden, targets = batch(rng, m, k)
@@ -122,7 +130,7 @@ def run_pair(loss_name, steps, lr, m, k, seed=0, scale=0.1, backend=NumpyOps, sh
         assert a.pairs == b.pairs
         worst["loss"] = max(worst["loss"], abs(float(a.loss) - float(b.loss)) / abs(float(b.loss)))
         worst["grad"] = max(worst["grad"], relative(a.grad_hidden, b.grad_hidden))
-    worst["weights"] = relative(fact.weights(), ref.weights)
+    worst["weights"] = relative(fact.state.weights(), ref.weights)
     return worst, fact, ref
 
 
@@ -133,7 +141,7 @@ def run_pair(loss_name, steps, lr, m, k, seed=0, scale=0.1, backend=NumpyOps, sh
 def test_factored_matches_naive_after_many_steps(loss_name, k, m, path):
     worst, fact, _ = run_pair(loss_name, steps=250, lr=0.005, m=m, k=k, backend=PATHS[path])
     assert worst["loss"] < 1e-9 and worst["grad"] < 1e-9 and worst["weights"] < 1e-9, worst
-    checks = fact.consistency()
+    checks = fact.state.consistency()
     assert checks["gram"] < 1e-9 and checks["inverse"] < 1e-9, checks
 
 
@@ -165,15 +173,30 @@ def test_factored_matches_naive_with_empty_and_dominant_rows(loss_name, path):
 @pytest.mark.parametrize("path", list(PATHS))
 @pytest.mark.parametrize("loss_name", ["spherical", "squared"])
 def test_stress_high_learning_rate_refolds_and_still_matches(loss_name, path, monkeypatch):
-    monkeypatch.setattr(exact, "CONDITION_LIMIT", 10.0)
+    monkeypatch.setattr(factored_state, "CONDITION_LIMIT", 10.0)
     lr, scale = (5.0, 1.0) if loss_name == "squared" else (0.02, 0.1)
     worst, fact, ref = run_pair(
         loss_name, steps=200, lr=lr, m=12, k=6, seed=1, scale=scale, backend=PATHS[path]
     )
-    assert fact.refolds > 0
+    assert fact.state.refolds > 0
     assert fact.capped_steps > 0 and fact.capped_steps == ref.capped_steps
     assert worst["loss"] < 1e-9 and worst["grad"] < 1e-9 and worst["weights"] < 1e-9, worst
     assert fact.notices() and not fact.notices()  # reported once
+
+
+@pytest.mark.parametrize("path", list(PATHS))
+def test_inverse_refresh_restores_the_inverse_and_estimates_the_condition(path):
+    """The refresh's one implementation, also where it runs on a host copy."""
+    rng = np.random.default_rng(6)
+    head = factored(SquaredError(), backend=PATHS[path])
+    for _ in range(5):
+        head.batch_step(*batch(rng, 12, 3), 0.05)
+    state = head.state
+    state.mix_inverse[...] = 0.0
+    estimate = state.refresh_inverse()
+    checks = state.consistency()
+    assert checks["inverse"] < 1e-12
+    assert checks["condition"] > 1.01 and estimate == pytest.approx(checks["condition"], rel=1e-3)
 
 
 @pytest.mark.parametrize("loss_name", ["spherical", "squared"])
@@ -181,8 +204,9 @@ def test_factored_matches_naive_at_small_steps(loss_name):
     """At a small rate the compiled step inverts the Woodbury matrix by its truncated
     series (checked against the exact inverse below); W still has to move."""
     lr = 1e-6 if loss_name == "spherical" else 1e-5
-    worst, _, ref = run_pair(loss_name, steps=250, lr=lr, m=4, k=10)
+    worst, fact, ref = run_pair(loss_name, steps=250, lr=lr, m=4, k=10)
     assert worst["loss"] < 1e-9 and worst["grad"] < 1e-9 and worst["weights"] < 1e-9, worst
+    assert fact.capped_steps == ref.capped_steps == 0 and not fact.notices()
     assert relative(ref.weights, naive(LOSSES[loss_name]()).weights) > 1e-4
 
 
@@ -224,20 +248,19 @@ def test_stable_rate_keeps_the_multiplicative_factor_positive():
     rng = np.random.default_rng(0)
     hidden = rng.normal(0, 3, (20, DIM))
     grad_q = rng.random(20) + 0.5
-    lr, shrink = exact.stable_learning_rate(
-        NumpyOps(), exact.weighted_gram(NumpyOps(), hidden, grad_q), 10.0
-    )
-    assert shrink == exact.STABILITY_CAP
+    cap = exact.STABILITY_CAP
+    lr, shrink = factored_kernel.stable_rate(hidden @ hidden.T, np.sqrt(grad_q), 10.0, cap)
+    assert shrink == cap
     factor = np.eye(DIM) - 2 * lr * hidden.T @ (grad_q[:, None] * hidden)
     assert lr < 10.0
-    assert np.linalg.eigvalsh(factor).min() >= 1 - exact.STABILITY_CAP - 1e-9
-    small = exact.weighted_gram(NumpyOps(), hidden * 1e-6, grad_q)
-    assert exact.stable_learning_rate(NumpyOps(), small, 0.01)[0] == 0.01
+    assert np.linalg.eigvalsh(factor).min() >= 1 - cap - 1e-9
+    small = hidden * 1e-6
+    assert factored_kernel.stable_rate(small @ small.T, np.sqrt(grad_q), 0.01, cap)[0] == 0.01
 
 
 def test_spherical_output_never_starts_at_zero():
     head = factored(SphericalSoftmax(1e-3))
-    assert np.abs(head.weights()).min() > 0
+    assert np.abs(head.state.weights()).min() > 0
     hidden = np.full((1, DIM), 0.1)
     step = head.batch_step(hidden, np.array([[3]]), 0.1)
     assert np.abs(step.grad_hidden).max() > 0
@@ -250,8 +273,8 @@ def test_save_and_load_keep_weights():
         head.batch_step(*batch(rng, 4, 3), 0.05)
     saved = head.parameters()
     other = factored(SquaredError(), seed=9, parameters=saved)
-    assert relative(other.weights(), head.weights()) < 1e-12
-    assert other.consistency()["gram"] < 1e-12
+    assert relative(other.state.weights(), head.state.weights()) < 1e-12
+    assert other.state.consistency()["gram"] < 1e-12
 
 
 @pytest.mark.parametrize("head,purity", [("spherical", 0.6), ("squared", 0.9)])
@@ -265,4 +288,4 @@ def test_exact_heads_learn_structure_end_to_end(structured_corpus, head, purity)
         structured_corpus, model="skipgram", head=head, dim=24, epochs=3, sample=0, batch_size=16
     )
     assert neighbour_purity(model.vocab.words, model.host_vectors()) >= purity
-    assert model.head.consistency()["gram"] < 1e-3
+    assert model.head.state.consistency()["gram"] < 1e-3

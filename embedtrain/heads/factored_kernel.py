@@ -1,10 +1,13 @@
-"""The factored exact step as one compiled CPU function.
+"""The factored exact step as one compiled CPU function, and the rules on small matrices
+that every backend runs compiled: the stable rate (:func:`stable_rate`) and the inverse
+refresh (:func:`refresh_inverse`), which the array forms, the naive heads and
+:class:`FactoredState` call from Python on the host.
 
-Same mathematics as the array form in :meth:`FactoredHead._array_step` (and the same
-notation), written so that a minibatch costs six BLAS products, an m x m inverse and a
-few loops instead of some forty NumPy calls: at d = 100 the calls, not the arithmetic,
-were most of the time. The state is stored as [Q; U; U^-T] (3d x d), and the products
-are grouped by their common factor:
+The step has the same mathematics as the array form in :meth:`FactoredHead._array_step`
+(and the same notation), written so that a minibatch costs six BLAS products, an m x m
+inverse and a few loops instead of some forty NumPy calls: at d = 100 the calls, not the
+arithmetic, were most of the time. The state is stored as [Q; U; U^-T] (3d x d), and the
+products are grouped by their common factor:
 
 - ``H [Q; U; U^-T]^T`` gives Q h, U h and h^T U^-1 for every example (m x d x 3d);
 - ``H [H; H Q; Z]^T`` gives H H^T, H Q H^T and the cross term H Z^T (m x d x 3m);
@@ -51,10 +54,20 @@ def _cast_like_compiled(value, probe):
 
 
 @njit(fastmath=FAST, cache=True)
-def _stable_rate(pair_products, root_g, lr, cap):
-    """(rate, shrink bound): the largest rate <= lr with 2 rate lambda_max <= cap for the
-    m x m matrix diag(sqrt g) H H^T diag(sqrt g) (H H^T: the first m columns of
-    ``pair_products``); Gershgorin first, eigvalsh only when that bound is exceeded."""
+def stable_rate(pair_products, root_g, lr, cap):
+    """(rate, shrink bound): the largest rate <= ``lr`` with 2 rate lambda_max <= ``cap`` for
+    the m x m matrix diag(sqrt g) H H^T diag(sqrt g), g = dL/dq (H H^T: the first m columns
+    of ``pair_products``; sqrt g: ``root_g``), and an upper bound on 2 rate lambda_max, the
+    shrink of the step, at that rate. That matrix has the non-zero eigenvalues of
+    H^T diag(g) H, so the factor I - S^T S keeps every eigenvalue >= 1 - cap.
+
+    Gershgorin's bound (the largest absolute row sum) is cheap and tight for nearly
+    orthogonal rows; the exact eigenvalue is computed only when it is exceeded. A
+    non-finite bound (a diverged run) comes back as an infinite shrink: the step then
+    updates nothing and returns a non-finite loss, which stops training with a message.
+    The only implementation: the compiled step calls it directly, the array forms and
+    the naive heads on host copies.
+    """
     m = root_g.shape[0]
     bound = 0.0
     total = 0.0  # max() would skip a NaN row; a sum keeps it
@@ -64,7 +77,7 @@ def _stable_rate(pair_products, root_g, lr, cap):
             row_sum += abs(pair_products[a, b] * root_g[a] * root_g[b])
         bound = max(bound, row_sum)
         total += row_sum
-    if not np.isfinite(total):  # diverged (see exact.stable_learning_rate)
+    if not np.isfinite(total):  # diverged: no eigenvalue solver on non-finite input
         return lr, np.inf
     if 2.0 * lr * bound <= cap:
         return lr, 2.0 * lr * bound
@@ -221,7 +234,7 @@ def factored_step(basis, state, hidden, targets, lr, loss_kind, epsilon, cap, wo
     pair_products, at = _carve(workspace, at, m, 3 * m)  # [H H^T | H Q H^T | H Z^T]
     np.dot(h, stacked.T, pair_products)
     root_g = np.sqrt(grad_q)
-    used_lr, shrink = _stable_rate(pair_products, root_g, lr, cap)
+    used_lr, shrink = stable_rate(pair_products, root_g, lr, cap)
     if not np.isfinite(shrink):  # diverged: leave V and the state alone
         return np.nan, pairs, grad_hidden, used_lr, shrink
 
@@ -312,9 +325,10 @@ def _add_symmetrised(state, mirror, update, dim):
 
 @njit(cache=True)
 def refresh_inverse(state, iterations):
-    """Recompute U^-1 exactly and symmetrise Q (both drift under rank-m updates); return
-    an estimate of cond(U) = |U| |U^-1| (2-norms, each by power iteration: O(d^2) per
-    iteration, where an SVD would cost O(d^3))."""
+    """Recompute U^-1 exactly and symmetrise Q (both drift under rank-m updates) in
+    ``state`` = [Q; U; U^-T]; return an estimate of cond(U) = |U| |U^-1| (2-norms, each by
+    power iteration: O(d^2) per iteration, where an SVD would cost O(d^3)). The only
+    implementation: :class:`FactoredState` runs it on the host on every backend."""
     dim = state.shape[1]
     mix = np.ascontiguousarray(state[dim : 2 * dim])
     if not np.isfinite(state).all():  # diverged: the next step reports it
