@@ -63,6 +63,7 @@ def train(
     with open_corpus(corpus, settings.max_sentence_length) as source:
         if resume is not None:
             model = Model.load(resume, ops, settings)
+            model.check_epochs()
         else:
             model = Model(scan_vocabulary(source, settings, quiet), settings, ops)
         encoded = encode_corpus(source, model.vocab, quiet)

@@ -7,7 +7,10 @@ vocabulary with counts, input vectors, the head's parameters and the words done.
 from __future__ import annotations
 
 import json
+import math
+import struct
 import zipfile
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,12 +19,23 @@ import numpy as np
 
 from embedtrain.atomic import atomic_write
 from embedtrain.backend import Ops
-from embedtrain.errors import ModelFileError
+from embedtrain.errors import CorpusError, ModelFileError, SettingsError
 from embedtrain.heads import Head, head_kind
 from embedtrain.settings import Settings
 from embedtrain.vocab import Vocabulary
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the factored heads save V and [Q; U; U^-T], not W
+READABLE_FORMATS = (1, 2)
+#: What the zip and zlib readers raise on a damaged archive, besides OSError/ValueError.
+_DAMAGED = (
+    zipfile.BadZipFile,
+    zlib.error,
+    NotImplementedError,  # a flipped compression-method field
+    RuntimeError,
+    struct.error,
+    UnicodeDecodeError,
+    OverflowError,
+)
 
 
 class Model:
@@ -36,6 +50,7 @@ class Model:
         head_parameters: dict[str, np.ndarray] | None = None,
         words_done: int = 0,
         history: list[dict] | None = None,
+        epoch_words: int = 0,
     ) -> None:
         """A fresh model (seeded initialisation) or, given the arrays, one built from them."""
         self.vocab = vocab
@@ -53,6 +68,29 @@ class Model:
         self.head: Head = kind.create(vocab, settings, ops, settings.seed + 1, head_parameters)
         self.words_done = words_done  # in-vocabulary words trained on, over all epochs
         self.history: list[dict] = history or []  # per-epoch reports, over all runs
+        #: In-vocabulary words of the training corpus (one epoch); 0 until training starts.
+        self.epoch_words = epoch_words
+
+    def use_corpus(self, epoch_words: int) -> None:
+        """Train on a corpus of ``epoch_words`` in-vocabulary words per epoch: the one this
+        model was trained on, if it was (a different one would shift every epoch's
+        position and learning rate)."""
+        if self.epoch_words and epoch_words != self.epoch_words:
+            raise CorpusError(
+                f"the corpus has {epoch_words:,} words of the model's vocabulary, the one it "
+                f"was trained on {self.epoch_words:,}: resume on the same corpus"
+            )
+        self.epoch_words = epoch_words
+        self.check_epochs()
+
+    def check_epochs(self) -> None:
+        """``settings.epochs`` must cover the epochs already trained."""
+        if self.epoch_words and self.words_done > self.epoch_words * self.settings.epochs:
+            done = self.words_done / self.epoch_words
+            raise SettingsError(
+                f"the model has trained {done:.4g} epochs already: --epochs must be at "
+                f"least {math.ceil(done)}"
+            )
 
     def host_vectors(self) -> np.ndarray:
         return self.ops.to_host(self.vectors)
@@ -65,6 +103,7 @@ class Model:
             "words_done": self.words_done,
             "total_corpus_words": self.vocab.total_words,
             "history": self.history,
+            "epoch_words": self.epoch_words,
         }
         arrays = {f"head.{k}": v for k, v in self.head.parameters().items()}
         with atomic_write(path) as out:
@@ -99,24 +138,32 @@ class Model:
                 total = int(header["total_corpus_words"])
                 words_done = int(header["words_done"])
                 history = list(header.get("history", []))
+                epoch_words = int(header.get("epoch_words", 0))
             except (OSError, ValueError, KeyError, TypeError, EOFError) as exc:
-                raise ModelFileError(f"{path} is not an embedtrain model file ({exc})") from exc
-            except zipfile.BadZipFile as exc:
+                raise ModelFileError(
+                    f"{path} is not an embedtrain model file ({_reason(exc)})"
+                ) from exc
+            except _DAMAGED as exc:
                 raise ModelFileError(f"{path} is damaged ({exc})") from exc
         _check_array(path, "counts", counts, (len(words),), integer=True)
-        if (counts < 0).any() or words_done < 0 or total < 0:
+        if (counts < 0).any() or min(words_done, total, epoch_words) < 0:
             raise ModelFileError(f"{path} is damaged (negative counts)")
         _check_array(path, "vectors", vectors, (len(words), settings.dim))
         vocab = Vocabulary(words, counts.astype(np.int64), total)
         kind = head_kind(settings.head)
         expected = kind.parameter_shapes(len(vocab), settings)
+        if set(head) != set(expected) and header.get("format") == 1:
+            raise ModelFileError(
+                f"{path} was saved by an older embedtrain (format 1), whose {settings.head} "
+                "head state cannot be continued exactly; train it again"
+            )
         if set(head) != set(expected):
             raise ModelFileError(
                 f"{path} is damaged (head arrays {sorted(head)}, expected {sorted(expected)})"
             )
         for name, shape in expected.items():
             _check_array(path, f"head.{name}", head[name], shape)
-        return cls(vocab, settings, ops, vectors, head, words_done, history)
+        return cls(vocab, settings, ops, vectors, head, words_done, history, epoch_words)
 
 
 @contextmanager
@@ -126,8 +173,10 @@ def _open_model(path: str | Path) -> Iterator:
         raise ModelFileError(f"model file {path} does not exist")
     try:
         data = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+    except (OSError, ValueError, EOFError) as exc:
         raise ModelFileError(f"{path} is not an embedtrain model file ({_reason(exc)})") from exc
+    except _DAMAGED as exc:
+        raise ModelFileError(f"{path} is damaged ({exc})") from exc
     if not isinstance(data, np.lib.npyio.NpzFile):
         raise ModelFileError(f"{path} is not an embedtrain model file (a single array)")
     with data:
@@ -138,23 +187,24 @@ def _header(path: str | Path, data) -> tuple[dict, Settings]:
     """The header and the saved settings, checked."""
     try:
         header = json.loads(str(data["header"]))
-        if header.get("format") != FORMAT_VERSION:
+        if header.get("format") not in READABLE_FORMATS:
             raise ModelFileError(f"{path}: unsupported model format {header.get('format')}")
         settings = Settings.from_dict(header["settings"])
         settings.validate()
     except (KeyError, ValueError, TypeError, AttributeError, EOFError, OSError) as exc:
         raise ModelFileError(f"{path} is not an embedtrain model file ({_reason(exc)})") from exc
-    except zipfile.BadZipFile as exc:
+    except _DAMAGED as exc:
         raise ModelFileError(f"{path} is damaged ({exc})") from exc
     return header, settings
 
 
 def _reason(exc: BaseException) -> str:
     """The cause in a few words (NumPy's pickle advice does not apply to a model file)."""
-    if isinstance(exc, KeyError):
-        return f"no {exc}"
-    text = str(exc).split(".")[0] if "allow_pickle" in str(exc) else str(exc)
-    return text or type(exc).__name__
+    if isinstance(exc, KeyError):  # NumPy's "NAME is not a file in the archive"
+        return f"no {str(exc.args[0]).split()[0]!r}" if exc.args else "a missing entry"
+    if "allow_pickle" in str(exc):
+        return "it holds Python objects, which a model file never does"
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def _check_array(

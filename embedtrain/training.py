@@ -159,6 +159,7 @@ def run_training(
     return with ``interrupted`` set; a non-finite loss or parameter raises
     :class:`TrainingDiverged`.
     """
+    model.use_corpus(encoded.words)
     settings = model.settings
     keep = model.vocab.keep_probabilities(settings.sample)
     engine = make_engine(model, keep, engine_name)

@@ -330,8 +330,11 @@ def stop_inside_the_first_epoch(monkeypatch):
         {"head": "ns", "engine": "compiled"},
         {"head": "hs", "engine": "compiled", "model": "cbow"},
         {"head": "ns", "engine": "batched", "batch_size": 16},
+        {"head": "squared", "batch_size": 16},
+        {"head": "spherical", "batch_size": 16, "model": "cbow"},
+        {"head": "softmax", "batch_size": 16},
     ],
-    ids=["ns-compiled", "hs-cbow-compiled", "ns-batched"],
+    ids=["ns-compiled", "hs-cbow-compiled", "ns-batched", "squared", "spherical-cbow", "softmax"],
 )
 def test_resume_inside_an_epoch_is_exact(monkeypatch, long_corpus, tmp_path, options):
     """Interrupted after 2 jobs of epoch 1, saved, resumed: bit-identical to the straight
@@ -358,3 +361,13 @@ def test_any_seed_trains(corpus_file):
     for seed in (2**31, 18_500_000, 2**63 + 5):
         emb = embedtrain.train(corpus_file, progress=False, **{**FAST, "seed": seed})
         assert np.isfinite(emb.vectors).all()
+
+
+def test_resume_refuses_fewer_epochs_and_another_corpus(corpus_file, trained, tmp_path):
+    path = tmp_path / "m.npz"
+    trained.save(path)  # 2 epochs done
+    with pytest.raises(embedtrain.SettingsError, match="at least 2"):
+        embedtrain.train(corpus_file, progress=False, resume=path, epochs=1)
+    other = write_corpus(tmp_path / "other.txt", SENTENCES[: len(SENTENCES) // 2])
+    with pytest.raises(embedtrain.CorpusError, match="same corpus"):
+        embedtrain.train(other, progress=False, resume=path, epochs=3)

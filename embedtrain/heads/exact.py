@@ -159,10 +159,19 @@ class ExactHead(Head):
         parameters: dict[str, np.ndarray] | None = None,
     ) -> Head:
         loss = LOSSES[settings.head](settings)
-        form = (
-            NaiveHead if settings.head == "softmax" or settings.exact == "naive" else FactoredHead
-        )
-        return form(loss, vocab, settings, ops, seed, parameters=parameters)
+        return cls._form(settings)(loss, vocab, settings, ops, seed, parameters=parameters)
+
+    @staticmethod
+    def _form(settings: Settings) -> type[ExactHead]:
+        """Naive for the full softmax and ``exact="naive"``, factored otherwise."""
+        naive = settings.head == "softmax" or settings.exact == "naive"
+        return NaiveHead if naive else FactoredHead
+
+    @classmethod
+    def parameter_shapes(cls, vocab_size: int, settings: Settings) -> dict[str, tuple[int, ...]]:
+        if cls is ExactHead:
+            return cls._form(settings).parameter_shapes(vocab_size, settings)
+        return super().parameter_shapes(vocab_size, settings)
 
     def __init__(
         self,
@@ -182,13 +191,18 @@ class ExactHead(Head):
         if parameters is None:
             rng = np.random.default_rng(seed)
             initial = rng.normal(0.0, OUTPUT_INIT_STD, (self.vocab_size, self.dim))
+            self._start(ops.asarray(initial, dtype=dtype))
         else:
-            initial = parameters["output"]
-        self._start(ops.asarray(initial, dtype=dtype))
+            self._restore(parameters, dtype)
 
     @abstractmethod
     def _start(self, output: Any) -> None:
         """Take the initial output weights (N(0, OUTPUT_INIT_STD^2), never zero)."""
+
+    @abstractmethod
+    def _restore(self, parameters: dict[str, np.ndarray], dtype: Any) -> None:
+        """Take the state :meth:`parameters` saved, exactly (a resumed run continues the
+        same trajectory)."""
 
     def _cap(self, gram: Any, root_g: Any, lr: float) -> tuple[float, float]:
         """(rate to use, bound on the step's shrink lambda) for ``gram`` = H H^T and
@@ -221,6 +235,9 @@ class NaiveHead(ExactHead):
     def _start(self, output: Any) -> None:
         self.weights = output
 
+    def _restore(self, parameters: dict[str, np.ndarray], dtype: Any) -> None:
+        self._start(self.ops.asarray(parameters["output"], dtype=dtype))
+
     def batch_step(self, hidden: Any, targets: Any, lr: float) -> StepResult:
         """Three O(m D d) products; the update of W accumulates in place (BLAS beta = 1)."""
         ops = self.ops
@@ -250,8 +267,20 @@ class FactoredHead(ExactHead):
     """Spherical-family loss over the whole vocabulary in O(d^2 + K d) per example: the
     loss and the step here, V and the d x d matrices in :class:`FactoredState`."""
 
+    @classmethod
+    def parameter_shapes(cls, vocab_size: int, settings: Settings) -> dict[str, tuple[int, ...]]:
+        """V, [Q; U; U^-T] and the upkeep counters: W alone would lose the factorisation
+        (refolding it in float32 changes the trajectory)."""
+        return FactoredState.shapes(vocab_size, settings.dim)
+
     def _start(self, output: Any) -> None:
-        self.state = FactoredState(self.ops, output)
+        self._state_from(FactoredState(self.ops, output))
+
+    def _restore(self, parameters: dict[str, np.ndarray], dtype: Any) -> None:
+        self._state_from(FactoredState.restore(self.ops, parameters, dtype))
+
+    def _state_from(self, state: FactoredState) -> None:
+        self.state = state
         # The step's form, decided once: compiled on host arrays, array form on others.
         self._step = self._compiled_step if self.ops.runs_compiled_kernels else self._array_step
 
@@ -353,7 +382,7 @@ class FactoredHead(ExactHead):
         return self.state.check_finite()
 
     def parameters(self) -> dict[str, np.ndarray]:
-        return {"output": self.ops.to_host(self.state.weights())}
+        return self.state.saved()
 
     def output_vectors(self) -> np.ndarray:
         return self.ops.to_host(self.state.weights())

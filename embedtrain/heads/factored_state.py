@@ -33,20 +33,46 @@ class FactoredState:
     ``mix_inverse``) on the backend, the compiled step's workspace, and the counters and
     bound that decide the upkeep."""
 
-    def __init__(self, ops: Ops, basis: Any) -> None:
+    def __init__(self, ops: Ops, basis: Any, matrices: Any = None) -> None:
+        """A fresh state for V = ``basis`` (U = I, Q computed), or the saved ``matrices``."""
         self.ops = ops
         self.basis = basis
         self.dim = d = basis.shape[1]
-        self.matrices = ops.xp.zeros((3 * d, d), dtype=np.float64)
+        fresh = matrices is None
+        self.matrices = ops.xp.zeros((3 * d, d), dtype=np.float64) if fresh else matrices
         self.gram = self.matrices[:d]  # Q = W^T W
         self.mix_t = self.matrices[d : 2 * d].T  # U^T (a view: the array holds U)
         self.mix_inverse = self.matrices[2 * d :].T  # U^-1 (a view: the array holds U^-T)
         self.steps = 0
         self.refolds = 0
         #: Scratch of the compiled step, which starts with a copy of ``matrices`` in V's
-        #: dtype; ``mirrored`` says whether that copy is current.
+        #: dtype; ``mirrored`` says whether that copy is current (the copy is a plain cast,
+        #: so a restored state rebuilds exactly the copy it had).
         self._workspace = np.empty(0, dtype=basis.dtype)
-        self._reset_factors()
+        self.mirrored = False
+        self.condition_bound = 1.0
+        if fresh:
+            self._reset_factors()
+
+    @staticmethod
+    def shapes(vocab_size: int, dim: int) -> dict[str, tuple[int, ...]]:
+        """What :meth:`saved` writes: V, [Q; U; U^-T], (steps, refolds, cond(U) bound)."""
+        return {"basis": (vocab_size, dim), "matrices": (3 * dim, dim), "upkeep": (3,)}
+
+    def saved(self) -> dict[str, np.ndarray]:
+        """Everything a resumed run needs to continue this state exactly, as host arrays."""
+        upkeep = np.array([self.steps, self.refolds, self.condition_bound], dtype=np.float64)
+        host = self.ops.to_host
+        return {"basis": host(self.basis), "matrices": host(self.matrices), "upkeep": upkeep}
+
+    @classmethod
+    def restore(cls, ops: Ops, saved: dict[str, np.ndarray], dtype: Any) -> FactoredState:
+        """The state :meth:`saved` wrote (shapes and finiteness checked by the loader)."""
+        matrices = ops.asarray(saved["matrices"], dtype=np.float64).copy()
+        state = cls(ops, ops.asarray(saved["basis"], dtype=dtype), matrices)
+        steps, refolds, bound = (float(v) for v in saved["upkeep"])
+        state.steps, state.refolds, state.condition_bound = int(steps), int(refolds), bound
+        return state
 
     @property
     def mix(self) -> Any:

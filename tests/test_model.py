@@ -1,0 +1,144 @@
+"""Model files: what a damaged or forged file does. Every array is checked against the
+header before any kernel sees it, and every failure is a ModelFileError with one line."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+
+import numpy as np
+import pytest
+from conftest import structured_sentences
+
+import embedtrain
+from embedtrain.backend import NumpyOps
+from embedtrain.model import Model
+
+OPTIONS = {"dim": 8, "epochs": 1, "threads": 1, "sample": 0, "min_count": 2, "progress": False}
+
+
+@pytest.fixture(scope="module", params=["ns", "hs", "squared"])
+def saved(request, tmp_path_factory):
+    """A real model file of each head kind (the factored head saves V, [Q; U; U^-T])."""
+    emb = embedtrain.train(structured_sentences(300), head=request.param, **OPTIONS)
+    path = tmp_path_factory.mktemp("model") / "m.npz"
+    emb.save(path)
+    return path
+
+
+def arrays_of(path):
+    with np.load(path, allow_pickle=False) as data:
+        return {name: data[name] for name in data.files}
+
+
+def forged(tmp_path, arrays, **changes):
+    """A copy of a model with some arrays replaced (a header dict is re-encoded)."""
+    arrays = {**arrays, **changes}
+    if isinstance(arrays["header"], dict):
+        arrays["header"] = np.array(json.dumps(arrays["header"]))
+    path = tmp_path / "forged.npz"
+    np.savez(path, **arrays)
+    return path
+
+
+def header_of(arrays):
+    return json.loads(str(arrays["header"]))
+
+
+def check_refused(path, fragment=None):
+    with pytest.raises(embedtrain.ModelFileError, match=fragment) as caught:
+        Model.load(path, NumpyOps())
+    message = str(caught.value)
+    assert "\n" not in message and "allow_pickle" not in message
+    with pytest.raises(embedtrain.ModelFileError):
+        embedtrain.load(path)
+
+
+def test_a_saved_model_loads(saved):
+    model = Model.load(saved, NumpyOps())
+    assert np.isfinite(model.host_vectors()).all()
+
+
+@pytest.mark.parametrize("size", [0, 10, 100, 1000, -100])
+def test_truncated_files(saved, tmp_path, size):
+    data = saved.read_bytes()
+    path = tmp_path / "cut.npz"
+    path.write_bytes(data[:size] if size >= 0 else data[:size])
+    check_refused(path)
+
+
+def test_flipped_bits_anywhere(saved, tmp_path):
+    """Every 97th byte flipped in turn: a CRC, a header or an array breaks, never a crash."""
+    data = bytearray(saved.read_bytes())
+    path = tmp_path / "flipped.npz"
+    survived = 0
+    for position in range(0, len(data), max(len(data) // 40, 1)):
+        flipped = bytearray(data)
+        flipped[position] ^= 0xFF
+        path.write_bytes(bytes(flipped))
+        try:
+            Model.load(path, NumpyOps())
+            survived += 1  # e.g. a flipped byte in a zip comment or padding
+        except embedtrain.ModelFileError:
+            pass
+    assert survived < 40
+
+
+def test_header_without_settings_or_with_bad_ones(saved, tmp_path):
+    arrays = arrays_of(saved)
+    header = header_of(arrays)
+    check_refused(forged(tmp_path, arrays, header={**header, "settings": None}))
+    del header["settings"]
+    check_refused(forged(tmp_path, arrays, header=header), "settings")
+    header = header_of(arrays)
+    header["settings"]["dim"] = -3
+    check_refused(forged(tmp_path, arrays, header=header), "dim")
+
+
+@pytest.mark.parametrize(
+    "name,change",
+    [
+        ("vectors", lambda a: a[:-1]),  # fewer rows than words: the abort of the report
+        ("vectors", lambda a: a[:, :-1]),  # a column-count mismatch trained silently
+        ("vectors", lambda a: a.astype(object).astype(str)),
+        ("vectors", lambda a: np.where(a == a.flat[0], np.nan, a)),
+        ("counts", lambda a: -a),
+        ("counts", lambda a: a[:-1]),
+        ("counts", lambda a: a.astype(np.float64)),
+        ("head.output", lambda a: a[:3]),  # a short output matrix segfaulted
+        ("head.basis", lambda a: a[:3]),
+        ("head.matrices", lambda a: a * np.inf),
+        ("head.upkeep", lambda a: a[:1]),
+    ],
+)
+def test_arrays_that_do_not_match_the_header(saved, tmp_path, name, change):
+    arrays = arrays_of(saved)
+    if name not in arrays:
+        pytest.skip(f"this head saves no {name}")
+    check_refused(forged(tmp_path, arrays, **{name: change(arrays[name])}), "damaged")
+
+
+def test_missing_and_extra_arrays(saved, tmp_path):
+    arrays = arrays_of(saved)
+    head_arrays = [name for name in arrays if name.startswith("head.")]
+    reduced = {k: v for k, v in arrays.items() if k != head_arrays[0]}
+    path = tmp_path / "reduced.npz"
+    np.savez(path, **reduced)
+    check_refused(path, "head arrays")
+    check_refused(forged(tmp_path, arrays, **{"head.extra": np.zeros(3)}), "head arrays")
+    reduced = {k: v for k, v in arrays.items() if k != "words"}
+    np.savez(path, **reduced)
+    check_refused(path, "no 'words'")
+
+
+def test_not_a_model_at_all(tmp_path):
+    single = tmp_path / "single.npy"
+    np.save(single, np.zeros(3))
+    check_refused(single, "not an embedtrain model")
+    archive = tmp_path / "other.zip"
+    with zipfile.ZipFile(archive, "w") as out:
+        out.writestr("readme.txt", "hello")
+    check_refused(archive, "not an embedtrain model")
+    pickled = tmp_path / "pickled.npz"
+    np.savez(pickled, header=np.array([{"a": 1}], dtype=object))
+    check_refused(pickled, "not an embedtrain model")
