@@ -13,9 +13,11 @@ import sys
 import time
 from pathlib import Path
 
+from embedtrain.atomic import STDOUT
 from embedtrain.corpus import SHIPPED_CORPUS
 from embedtrain.errors import EmbedtrainError, OutputError, SettingsError, TrainingInterrupted
 from embedtrain.settings import DEVICES, ENGINES, EXACT_FORMS, MODELS, Settings
+from embedtrain.signals import signals_set_flag, stop_signals_interrupt
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -196,32 +198,51 @@ def _run_train(args: argparse.Namespace) -> int:
             f"--save-output: the {head} head has no per-word output vectors "
             "(its output rows belong to the Huffman tree's inner nodes)"
         )
+    partial = args.save_model or _partial_path(args.output)
+    check_writable(partial)
     started = time.perf_counter()
     try:
         embeddings = train(corpus_path, progress=not args.quiet, resume=args.resume, **options)
     except TrainingInterrupted as stopped:
-        path = args.save_model or f"{args.output}.partial.npz"
-        stopped.embeddings.save(path)
+        with signals_set_flag():  # a second Ctrl-C must not cut the save short
+            stopped.embeddings.save(partial)
         print(
-            f"embedtrain: interrupted; model so far saved to {path} "
-            f"(continue with: embedtrain train {corpus_path} --resume {path} -o {args.output})",
+            f"embedtrain: interrupted; model so far saved to {partial} (continue with: "
+            f"embedtrain train {corpus_path} --resume {partial} -o {args.output})",
             file=sys.stderr,
         )
         return EXIT_INTERRUPTED
-    embeddings.save_vectors(args.output)
+    writes = [(args.output, embeddings.save_vectors)]
     if args.save_output:
-        embeddings.save_output_vectors(args.save_output)
+        writes.append((args.save_output, embeddings.save_output_vectors))
     if args.save_model:
-        embeddings.save(args.save_model)
+        writes.append((args.save_model, embeddings.save))
+    with signals_set_flag() as late:  # training is done: finish writing whatever comes
+        for path, write in writes:
+            write(path)
+    written = ", ".join(str(path) for path, _ in writes)
+    if late.is_set():
+        print(
+            f"embedtrain: interrupted after training; every output was written ({written})",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
     elapsed = time.perf_counter() - started
     _say(
         args,
-        f"wrote {len(embeddings):,} vectors of dimension {embeddings.vectors.shape[1]} to "
-        f"{args.output} in {elapsed:.1f} s"
-        + (f"; output vectors to {args.save_output}" if args.save_output else "")
-        + (f"; model saved to {args.save_model}" if args.save_model else ""),
+        f"wrote {len(embeddings):,} vectors of dimension {embeddings.vectors.shape[1]} in "
+        f"{elapsed:.1f} s: {written}",
     )
     return 0
+
+
+def _partial_path(output: str) -> str:
+    """Where an interrupted run's model goes without --save-model: beside a regular
+    output file, else in the working directory."""
+    path = Path(output)
+    if output == STDOUT or (path.exists() and not path.is_file()):
+        return "embedtrain.partial.npz"
+    return f"{output}.partial.npz"
 
 
 def _say(args: argparse.Namespace, message: str) -> None:
@@ -365,7 +386,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     _show_log(getattr(args, "quiet", False))
     try:
-        return args.run(args)
+        with stop_signals_interrupt():
+            return args.run(args)
     except EmbedtrainError as exc:
         print(f"embedtrain: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

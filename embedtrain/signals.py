@@ -29,8 +29,18 @@ def signals_set_flag() -> Iterator[threading.Event]:
             signal.signal(number, handler)
 
 
-def stop_signals_interrupt() -> None:
-    """Make SIGTERM and SIGHUP raise KeyboardInterrupt as Ctrl-C does, so the cleanup of
-    a command line run (temporary files, one-line message) happens for all three."""
-    for number in STOP_SIGNALS:
-        signal.signal(number, signal.default_int_handler)
+@contextmanager
+def stop_signals_interrupt() -> Iterator[None]:
+    """While inside, SIGTERM and SIGHUP raise KeyboardInterrupt as Ctrl-C does, so the
+    cleanup of a command-line run (temporary files, one-line message) happens for all
+    three; previous handlers restored after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    handler = signal.default_int_handler
+    previous = {number: signal.signal(number, handler) for number in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for number, old in previous.items():
+            signal.signal(number, old)

@@ -2,6 +2,7 @@
 no traceback, nothing written."""
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -254,7 +255,9 @@ def test_help_lists_defaults(capsys):
     assert "(default: 0.025)" in out and "(default: cbow)" in out
 
 
-def test_ctrl_c_saves_model_and_resumes(structured_corpus, tmp_path):
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+def test_ctrl_c_saves_model_and_resumes(structured_corpus, tmp_path, stop):
+    """Ctrl-C, kill/timeout/Slurm (SIGTERM) and a closed terminal (SIGHUP) alike."""
     out = tmp_path / "v.txt"
     command = train_process(
         structured_corpus,
@@ -273,7 +276,7 @@ def test_ctrl_c_saves_model_and_resumes(structured_corpus, tmp_path):
     deadline = time.time() + 120
     while b"epoch 2/400:" not in seen and time.time() < deadline:
         seen += process.stderr.read1(4096)
-    process.send_signal(signal.SIGINT)
+    process.send_signal(stop)
     _, err = process.communicate(timeout=120)
     err = (seen + err).decode()
     assert process.returncode == 130, err
@@ -320,3 +323,61 @@ def test_exact_heads_on_the_shipped_corpus(capsys, tmp_path, head, exact):
     assert code == 0
     code, report, _ = run_cli(capsys, "eval", out, "--json")
     assert code == 0 and len(json.loads(report)) == 3
+
+
+def test_a_signal_while_counting_leaves_nothing(tmp_path):
+    """SIGTERM during the vocabulary pass: one line, exit 130, no output, no temporary
+    file (the spool and word-id files live in TMPDIR)."""
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    out = tmp_path / "v.txt"
+    command = [sys.executable, "-m", "embedtrain", "train", "-o", str(out), "--device", "cpu"]
+    environment = {**os.environ, "TMPDIR": str(scratch)}
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, env=environment)
+    seen = b""
+    deadline = time.time() + 120
+    while b"vocabulary:" not in seen and time.time() < deadline:
+        seen += process.stderr.read1(256)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=120)
+    err = (seen + err).decode()
+    assert process.returncode == 130, err
+    assert "nothing was written" in err and "Traceback" not in err
+    assert not out.exists() and list(scratch.iterdir()) == []
+    assert [p.name for p in tmp_path.iterdir() if p.name != "tmp"] == []
+
+
+def test_a_signal_while_writing_finishes_every_output(capsys, structured_corpus, tmp_path):
+    """Ctrl-C after training, while -o is being written: every output is still written,
+    then exit 130 with a line that says so (the finished model is never thrown away)."""
+    import embedtrain.embeddings
+
+    real = embedtrain.embeddings.Embeddings.save_vectors
+
+    def interrupted_save(self, path, binary=None):
+        os.kill(os.getpid(), signal.SIGINT)
+        real(self, path, binary)
+
+    out, model = tmp_path / "v.txt", tmp_path / "m.npz"
+    patch = pytest.MonkeyPatch()
+    patch.setattr(embedtrain.embeddings.Embeddings, "save_vectors", interrupted_save)
+    try:
+        code, _, err = run_cli(
+            capsys, "train", structured_corpus, "-o", out, "--save-model", model, *FAST
+        )
+    finally:
+        patch.undo()
+    assert code == 130 and "every output was written" in err
+    assert out.read_text().startswith(f"{len(out.read_text().splitlines()) - 1} ")
+    assert embedtrain.load(model).words == embedtrain.load(out).words
+
+
+def test_vectors_to_stdout(structured_corpus, tmp_path):
+    """-o - writes the vectors to stdout; everything else goes to stderr."""
+    command = train_process(structured_corpus, "-", "--dim", "8", "--epochs", "1")
+    done = subprocess.run(command, capture_output=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.decode().splitlines()
+    assert lines[0] == f"{len(lines) - 1} 8"
+    assert "epoch 1/1" in done.stderr.decode()
+    assert not (tmp_path / "-").exists()
