@@ -115,6 +115,7 @@ def _refused(reader: Corpus, name: str) -> str:
         (bz2.compress(TEXT.encode() * 1000), "name the file *.bz2"),
         (b"text\0with one NUL\n", "NUL"),
     ],
+    ids=["random", "random-without-nul", "gzip", "xz", "bzip2", "one-nul"],
 )
 def test_binary_files_are_refused_before_training(tmp_path, data, reason):
     path = tmp_path / "c.txt"
