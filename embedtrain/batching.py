@@ -3,7 +3,8 @@
 :class:`EncodedCorpus` turns the corpus into a stream of int32 word ids once, into a
 temporary file (``-1`` ends a sentence; out-of-vocabulary words are dropped), so the
 epochs read ids in fixed-size jobs instead of re-tokenising text: memory stays flat
-whatever the corpus size. :func:`window_batch` turns a job into the padded (centre,
+whatever the corpus size. The file is unlinked as soon as it exists and read through its
+open descriptor, so that it never outlives the process, even one that is killed. :func:`window_batch` turns a job into the padded (centre,
 contexts) matrices the batched engine feeds the heads.
 """
 
@@ -15,7 +16,6 @@ import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,6 +29,7 @@ from embedtrain.vocab import Vocabulary
 SENTENCE_END = -1
 _OUT_OF_VOCABULARY = -2
 _SENTENCE_MARK = "\n"  # never a token: tokens are split on whitespace
+_ID_BYTES = np.dtype(np.int32).itemsize
 DEFAULT_JOB_WORDS = 50_000
 
 
@@ -51,24 +52,30 @@ class EncodedCorpus:
     ) -> None:
         lookup = _WordIds(vocab.index)
         lookup[_SENTENCE_MARK] = SENTENCE_END
-        handle, name = tempfile.mkstemp(prefix="embedtrain-ids-", suffix=".i32", dir=directory)
-        self.path = Path(name)
         self.words = 0
         self.sentences = 0
         try:
-            with os.fdopen(handle, "wb") as out:
-                for block in corpus.sentence_blocks():
-                    tokens: list[str] = []
-                    for sentence in block:
-                        tokens.extend(sentence)
-                        tokens.append(_SENTENCE_MARK)
-                    ids = np.fromiter(map(lookup.__getitem__, tokens), np.int32, len(tokens))
-                    ids = ids[ids != _OUT_OF_VOCABULARY]
-                    ids.tofile(out)
-                    self.words += int(ids.size) - len(block)
-                    self.sentences += len(block)
-                    if on_block is not None:
-                        on_block(len(tokens) - len(block))
+            self._file = tempfile.TemporaryFile(  # noqa: SIM115 -- open until close()
+                prefix="embedtrain-ids-", dir=directory
+            )
+        except OSError as exc:
+            raise OutputError(
+                f"cannot create a temporary word-id file: {exc.strerror or exc}"
+            ) from exc
+        try:
+            for block in corpus.sentence_blocks():
+                tokens: list[str] = []
+                for sentence in block:
+                    tokens.extend(sentence)
+                    tokens.append(_SENTENCE_MARK)
+                ids = np.fromiter(map(lookup.__getitem__, tokens), np.int32, len(tokens))
+                ids = ids[ids != _OUT_OF_VOCABULARY]
+                ids.tofile(self._file)
+                self.words += int(ids.size) - len(block)
+                self.sentences += len(block)
+                if on_block is not None:
+                    on_block(len(tokens) - len(block))
+            self._file.flush()
         except OSError as exc:
             self.close()
             raise OutputError(
@@ -79,31 +86,33 @@ class EncodedCorpus:
             raise
 
     def close(self) -> None:
-        self.path.unlink(missing_ok=True)
+        """Close the word-id file (it has no name: this frees its disk space)."""
+        self._file.close()
 
     def jobs(self, job_words: int = DEFAULT_JOB_WORDS, skip_words: int = 0) -> Iterator[np.ndarray]:
         """Yield id arrays of about ``job_words`` ids, each ending with a sentence end.
 
         ``skip_words`` in-vocabulary words are skipped first (whole sentences), to resume
-        an interrupted epoch.
+        an interrupted epoch. Each call reads the file from its start with ``os.pread``, at
+        its own offset, so it may be called once per epoch, from any thread.
         """
         carry = np.empty(0, dtype=np.int32)
-        with open(self.path, "rb") as stream:
-            while True:
-                chunk = np.fromfile(stream, dtype=np.int32, count=job_words)
-                if chunk.size == 0:
-                    break
-                data = np.concatenate([carry, chunk]) if carry.size else chunk
-                ends = np.flatnonzero(data == SENTENCE_END)
-                if ends.size == 0:
-                    carry = data
+        descriptor = self._file.fileno()
+        offset = 0
+        while raw := os.pread(descriptor, job_words * _ID_BYTES, offset):
+            offset += len(raw)
+            chunk = np.frombuffer(bytearray(raw), dtype=np.int32)  # writable, as engines expect
+            data = np.concatenate([carry, chunk]) if carry.size else chunk
+            ends = np.flatnonzero(data == SENTENCE_END)
+            if ends.size == 0:
+                carry = data
+                continue
+            job, carry = data[: ends[-1] + 1], data[ends[-1] + 1 :]
+            if skip_words > 0:
+                job, skip_words = _skip(job, skip_words)
+                if job.size == 0:
                     continue
-                job, carry = data[: ends[-1] + 1], data[ends[-1] + 1 :]
-                if skip_words > 0:
-                    job, skip_words = _skip(job, skip_words)
-                    if job.size == 0:
-                        continue
-                yield job
+            yield job
 
 
 def prefetch(items: Iterator[np.ndarray], depth: int = 2) -> Iterator[np.ndarray]:

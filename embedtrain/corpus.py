@@ -3,7 +3,8 @@
 A corpus is whitespace-separated tokens, one sentence per line. Lines are read in
 fixed-size byte blocks (16 KiB), so a text8-style file with no newline at all never becomes
 one giant string; sentences longer than ``max_sentence_length`` tokens are cut into
-pieces, as gensim does.
+pieces, as gensim does. Input that is clearly not text is refused before it is trained on,
+and sources that can be read only once are spooled to a temporary file that has no name.
 """
 
 from __future__ import annotations
@@ -11,16 +12,19 @@ from __future__ import annotations
 import bz2
 import codecs
 import gzip
+import io
 import lzma
 import os
 import pickle
+import re
 import shutil
+import stat
 import sys
 import tempfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from importlib import resources
 from pathlib import Path
-from typing import Any, BinaryIO, Self
+from typing import IO, Any, BinaryIO, Self
 
 from embedtrain.errors import CorpusError
 from embedtrain.settings import Settings
@@ -31,6 +35,24 @@ STDIN = "-"
 SENTENCES_PER_BLOCK = 4096  # in-memory sentences handed on per block
 #: The corpus shipped with the package (WordNet 3.0 glosses; its copyright notice beside it).
 SHIPPED_CORPUS = resources.files("embedtrain.corpora") / "wordnet-glosses.txt.xz"
+#: The binary check looks at the first 64 KiB of each file (after decompression): enough
+#: to see a binary's or compressed stream's bytes, and cheap even for many small files.
+TEXT_CHECK_BYTES = 1 << 16
+#: More than 1% undecodable bytes is not UTF-8 text: real text with a stray Latin-1 byte
+#: or two stays far below, while 10% (an executable) to 45% (compressed data, random
+#: bytes) of binary data is not UTF-8. Latin-1 text (about 2% and more) is refused too:
+#: its accented words would be mangled; convert it to UTF-8 first.
+MAX_BAD_BYTE_SHARE = 0.01
+#: The share is taken over at least 4 KiB, so that a few stray bytes in a tiny file are
+#: not a high share of it.
+_MIN_JUDGED_BYTES = 1 << 12
+_ESCAPED_BYTE = re.compile("[\udc80-\udcff]")  # how surrogateescape decodes a bad byte
+_COMPRESSED_MAGIC = {b"\x1f\x8b": ".gz", b"\xfd7zXZ\x00": ".xz", b"BZh": ".bz2"}
+_OPENERS: dict[str, Callable[..., BinaryIO]] = {
+    ".gz": gzip.open,
+    ".bz2": bz2.open,
+    ".xz": lzma.open,
+}
 
 
 class _BadByteCounter:
@@ -49,50 +71,111 @@ _ERROR_HANDLER = "embedtrain.count-replace"
 codecs.register_error(_ERROR_HANDLER, _COUNTER)
 
 
-def _open_binary(path: Path) -> BinaryIO:
-    suffix = path.suffix.lower()
-    if suffix == ".gz":
-        return gzip.open(path, "rb")
-    if suffix == ".bz2":
-        return bz2.open(path, "rb")
-    if suffix == ".xz":
-        return lzma.open(path, "rb")
-    return open(path, "rb")
+class _Spool:
+    """A source that can be read only once (stdin, a FIFO, a ``/dev/fd`` pipe, a device),
+    copied once to a temporary file that is unlinked as soon as it exists, so that nothing
+    is left behind even if the process is killed; each pass reads the open descriptor."""
+
+    def __init__(self, name: str, file: IO[bytes]) -> None:
+        self.name = name
+        self.file = file
+
+    def __str__(self) -> str:
+        return self.name
+
+    def open(self) -> BinaryIO:
+        return io.BufferedReader(_DescriptorReader(self.file.fileno()))
+
+    def close(self) -> None:
+        self.file.close()
+
+
+class _DescriptorReader(io.RawIOBase):
+    """Reads an open descriptor from its start with ``os.pread``: each reader keeps its own
+    offset, so passes (and threads) never move each other's position."""
+
+    def __init__(self, descriptor: int) -> None:
+        self._descriptor = descriptor
+        self._offset = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = os.pread(self._descriptor, len(buffer), self._offset)
+        buffer[: len(data)] = data
+        self._offset += len(data)
+        return len(data)
+
+
+def _open_binary(source: Path | _Spool) -> BinaryIO:
+    """The source's bytes, decompressed when its name ends in .gz, .bz2 or .xz."""
+    opener = _OPENERS.get(Path(str(source)).suffix.lower())
+    if isinstance(source, _Spool):
+        stream = source.open()
+        return opener(stream) if opener else stream
+    return opener(source, "rb") if opener else open(source, "rb")
+
+
+def _check_text(head: bytes, name: str) -> None:
+    """Refuse ``head`` (a file's first bytes) unless it looks like UTF-8 text."""
+    suffix = next((s for magic, s in _COMPRESSED_MAGIC.items() if head.startswith(magic)), None)
+    bad = len(_ESCAPED_BYTE.findall(head.decode("utf-8", errors="surrogateescape")))
+    if suffix is not None and (b"\0" in head or bad):
+        reason = f"it is compressed data (decompress it, or name the file *{suffix})"
+    elif b"\0" in head:
+        reason = "it contains NUL bytes (binary data or UTF-16 text)"
+    elif bad > MAX_BAD_BYTE_SHARE * max(len(head), _MIN_JUDGED_BYTES):
+        reason = f"{bad:,} of its first {len(head):,} bytes are not UTF-8"
+    else:
+        return
+    raise CorpusError(
+        f"corpus {name} is not text: {reason}; --allow-binary (allow_binary=True) reads it anyway"
+    )
 
 
 class Corpus:
     """A re-iterable view of a text corpus; each pass streams it from disk.
 
     ``source`` is a file, a directory (every file below it, recursively, in sorted
-    order), ``-`` for stdin (spooled once to a temporary file so that it can be read
-    once per epoch), or a list of files and directories read one after the other.
+    order), ``-`` for stdin, or a list of files and directories read one after the other.
+    Stdin and any other source that can be read only once (a FIFO, a ``/dev/fd`` pipe, a
+    device) are spooled once to a temporary file, so that they can be read once per epoch.
+    Data that is clearly not text (NUL bytes, much that is not UTF-8) raises
+    :class:`CorpusError` while the first blocks are read, unless ``allow_binary``.
     """
 
     def __init__(
         self,
         source: str | os.PathLike | Sequence[str | os.PathLike],
         max_sentence_length: int = DEFAULT_MAX_SENTENCE_LENGTH,
+        allow_binary: bool = False,
     ) -> None:
         self.max_sentence_length = max_sentence_length
+        self.allow_binary = allow_binary
         self.bad_bytes = 0
-        self._spool: str | None = None
         sources = [source] if isinstance(source, str | os.PathLike) else list(source)
         if not sources:
             raise CorpusError("the corpus is an empty list of files")
-        if [str(s) for s in sources] == [STDIN]:
-            self._spool = _spool_stdin()
-            self.files = [Path(self._spool)]
-            self.name = "<stdin>"
-        else:
-            self.files = [f for s in sources for f in _list_files(Path(s))]
-            more = f" and {len(sources) - 1} more" if len(sources) > 1 else ""
-            self.name = f"{sources[0]}{more}"
+        self.files: list[Path | _Spool] = []
+        try:
+            if [str(s) for s in sources] == [STDIN]:
+                self.files.append(_spool("<stdin>", sys.stdin.buffer, allow_binary))
+                self.name = "<stdin>"
+            else:
+                for s in sources:
+                    self.files.extend(_list_files(Path(s), allow_binary))
+                more = f" and {len(sources) - 1} more" if len(sources) > 1 else ""
+                self.name = f"{sources[0]}{more}"
+        except BaseException:
+            self.close()
+            raise
 
     def close(self) -> None:
-        """Remove the stdin spool file, if any."""
-        if self._spool is not None:
-            Path(self._spool).unlink(missing_ok=True)
-            self._spool = None
+        """Close the spool files, if any (they have no name: nothing is left on disk)."""
+        for source in self.files:
+            if isinstance(source, _Spool):
+                source.close()
 
     def __enter__(self) -> Self:
         return self
@@ -104,8 +187,8 @@ class Corpus:
         """Yield lists of sentences (token lists), one list per block read."""
         before = _COUNTER.count
         try:
-            for path in self.files:
-                yield from self._file_blocks(path)
+            for source in self.files:
+                yield from self._file_blocks(source)
         finally:
             self.bad_bytes = _COUNTER.count - before
 
@@ -114,43 +197,83 @@ class Corpus:
         for block in self.sentence_blocks():
             yield from block
 
-    def _file_blocks(self, path: Path) -> Iterator[list[list[str]]]:
-        limit = self.max_sentence_length
-        decoder = codecs.getincrementaldecoder("utf-8")(errors=_ERROR_HANDLER)
-        pending: list[str] = []  # tokens of the line being read, not yet terminated
-        partial = ""  # text after the last whitespace of the previous block
+    def _file_blocks(self, source: Path | _Spool) -> Iterator[list[list[str]]]:
+        reader = _LineReader(self.max_sentence_length)
         try:
-            with _open_binary(path) as stream:
-                while True:
-                    raw = stream.read(BLOCK_BYTES)
-                    final = not raw
-                    text = partial + decoder.decode(raw, final=final)
-                    lines = text.split("\n")
-                    partial = "" if final else lines.pop()
-                    if not final and not lines:
-                        # No newline in this block: keep only the unfinished last token.
-                        cut = max(partial.rfind(" "), partial.rfind("\t"))
-                        if cut >= 0:
-                            pending.extend(partial[:cut].split())
-                            partial = partial[cut + 1 :]
-                    out: list[list[str]] = []
-                    for line in lines:
-                        pending.extend(line.split())
-                        _flush(pending, out, limit, everything=True)
-                        pending = []
-                    _flush(pending, out, limit, everything=False)
-                    if len(pending) >= limit:
-                        pending = pending[(len(pending) // limit) * limit :]
-                    if out:
+            with _open_binary(source) as stream:
+                head = stream.read(TEXT_CHECK_BYTES)
+                if not self.allow_binary:
+                    _check_text(head, str(source))
+                for start in range(0, len(head), BLOCK_BYTES):
+                    if out := reader.feed(head[start : start + BLOCK_BYTES]):
                         yield out
-                    if final:
-                        return
+                while raw := stream.read(BLOCK_BYTES):
+                    if out := reader.feed(raw):
+                        yield out
+                if out := reader.finish():
+                    yield out
         except OSError as exc:
-            raise CorpusError(f"cannot read corpus {path}: {exc.strerror or exc}") from exc
+            raise CorpusError(f"cannot read corpus {source}: {exc.strerror or exc}") from exc
         except (EOFError, lzma.LZMAError, gzip.BadGzipFile) as exc:
             raise CorpusError(
-                f"cannot read corpus {path}: corrupt compressed data ({exc})"
+                f"cannot read corpus {source}: corrupt compressed data ({exc})"
             ) from exc
+
+
+class _LineReader:
+    """Turns a file's byte blocks into sentences, in time linear in the file's size.
+
+    A token may span many blocks (a file with no whitespace at all is one token): its
+    pieces are kept in a list and joined once when it ends, never re-concatenated per block.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.decoder = codecs.getincrementaldecoder("utf-8")(errors=_ERROR_HANDLER)
+        self.pending: list[str] = []  # tokens of the line being read, not yet terminated
+        self.pieces: list[str] = []  # the unfinished token at the end of the text read
+
+    def feed(self, raw: bytes) -> list[list[str]]:
+        """The sentences completed (or cut at ``limit`` tokens) by the next block."""
+        return self._sentences(self.decoder.decode(raw), final=False)
+
+    def finish(self) -> list[list[str]]:
+        """The sentences left at the end of the file."""
+        return self._sentences(self.decoder.decode(b"", final=True), final=True)
+
+    def _sentences(self, text: str, final: bool) -> list[list[str]]:
+        out: list[list[str]] = []
+        lines = text.split("\n") if text else []
+        for number, line in enumerate(lines, 1):
+            open_end = not final and number == len(lines)  # the line goes on in the next block
+            tokens = line.split()
+            joins = bool(self.pieces) and line[:1] != "" and not line[0].isspace()
+            goes_on = open_end and line[-1:] != "" and not line[-1].isspace()
+            if joins and goes_on and len(tokens) == 1:  # no whitespace in the whole line
+                self.pieces.append(line)
+                continue
+            if joins:
+                tokens[0] = _join([*self.pieces, tokens[0]])
+            elif self.pieces:
+                self.pending.append(_join(self.pieces))
+            self.pieces = [tokens.pop()] if goes_on else []
+            self.pending.extend(tokens)
+            if not open_end:
+                _flush(self.pending, out, self.limit, everything=True)
+                self.pending = []
+        if not final:
+            _flush(self.pending, out, self.limit, everything=False)
+            del self.pending[: len(self.pending) // self.limit * self.limit]
+            return out
+        if self.pieces:
+            self.pending.append(_join(self.pieces))
+        _flush(self.pending, out, self.limit, everything=True)
+        return out
+
+
+def _join(pieces: list[str]) -> str:
+    """A token from its pieces: the one place where a long token's text is copied."""
+    return "".join(pieces)
 
 
 def _flush(tokens: list[str], out: list[list[str]], limit: int, everything: bool) -> None:
@@ -165,9 +288,10 @@ def _flush(tokens: list[str], out: list[list[str]], limit: int, everything: bool
         out.append(tokens[full:])
 
 
-def _list_files(source: Path) -> list[Path]:
+def _list_files(source: Path, allow_binary: bool) -> list[Path | _Spool]:
+    """The files to read for ``source``; one that can be read only once is spooled."""
     if source.is_dir():
-        files = sorted(p for p in source.rglob("*") if p.is_file())
+        files: list[Path | _Spool] = sorted(p for p in source.rglob("*") if p.is_file())
         if not files:
             raise CorpusError(f"corpus directory {source} contains no files")
         return files
@@ -175,18 +299,36 @@ def _list_files(source: Path) -> list[Path]:
         raise CorpusError(f"corpus {source} does not exist")
     if not os.access(source, os.R_OK):
         raise CorpusError(f"corpus {source} is not readable")
-    return [source]
-
-
-def _spool_stdin() -> str:
-    handle, name = tempfile.mkstemp(prefix="embedtrain-stdin-", suffix=".txt")
+    if stat.S_ISREG(source.stat().st_mode):
+        return [source]
     try:
-        with os.fdopen(handle, "wb") as spool:
-            shutil.copyfileobj(sys.stdin.buffer, spool, BLOCK_BYTES)
+        with open(source, "rb") as stream:
+            return [_spool(str(source), stream, allow_binary)]
+    except OSError as exc:  # opening it: _spool tells its own errors
+        raise CorpusError(f"cannot read corpus {source}: {exc.strerror or exc}") from exc
+
+
+def _spool(name: str, stream: BinaryIO, allow_binary: bool) -> _Spool:
+    """Copy a one-shot stream to an unlinked temporary file. Its first bytes are checked
+    before the rest is copied (unless compressed or ``allow_binary``), so that an endless
+    binary source such as a device is refused before it fills the disk."""
+    try:
+        head = stream.read(TEXT_CHECK_BYTES)
+        if not allow_binary and Path(name).suffix.lower() not in _OPENERS:
+            _check_text(head, name)
+        spool = tempfile.TemporaryFile(prefix="embedtrain-spool-")  # noqa: SIM115 -- kept open
+        try:
+            spool.write(head)
+            shutil.copyfileobj(stream, spool, BLOCK_BYTES)
+            spool.flush()
+        except BaseException:
+            spool.close()
+            raise
     except OSError as exc:
-        Path(name).unlink(missing_ok=True)
-        raise CorpusError(f"cannot spool stdin to a temporary file: {exc.strerror or exc}") from exc
-    return name
+        raise CorpusError(
+            f"cannot spool {name} to a temporary file: {exc.strerror or exc}"
+        ) from exc
+    return _Spool(name, spool)
 
 
 class SentenceCorpus:
@@ -194,7 +336,7 @@ class SentenceCorpus:
     each pass iterating it again; the same interface as :class:`Corpus`.
 
     A one-shot iterator (a generator) cannot be read once per epoch: ``spool=True`` copies
-    it once to a temporary file (pickled blocks, deleted on :meth:`close`).
+    it once to a temporary file (pickled blocks; unlinked at once, closed on :meth:`close`).
     """
 
     def __init__(
@@ -207,15 +349,15 @@ class SentenceCorpus:
         self.bad_bytes = 0
         self.name = "<sentences>"
         self._sentences = sentences
-        self._spool: Path | None = None
+        self._spool: _Spool | None = None
         if spool:
             self._spool = _spool_sentences(self._checked_blocks(sentences))
             self.name = "<sentence iterator>"
 
     def close(self) -> None:
-        """Remove the spool file, if any."""
+        """Close the spool file, if any (it has no name: nothing is left on disk)."""
         if self._spool is not None:
-            self._spool.unlink(missing_ok=True)
+            self._spool.close()
             self._spool = None
 
     def __enter__(self) -> Self:
@@ -229,7 +371,7 @@ class SentenceCorpus:
         if self._spool is None:
             yield from self._checked_blocks(self._sentences)
             return
-        with open(self._spool, "rb") as spool:
+        with self._spool.open() as spool:
             while True:
                 try:
                     yield pickle.load(spool)
@@ -274,34 +416,37 @@ def _token_list(sentence: Any, number: int) -> list[str]:
     return tokens
 
 
-def _spool_sentences(blocks: Iterator[list[list[str]]]) -> Path:
-    handle, name = tempfile.mkstemp(prefix="embedtrain-sentences-", suffix=".pickle")
+def _spool_sentences(blocks: Iterator[list[list[str]]]) -> _Spool:
+    spool = tempfile.TemporaryFile(prefix="embedtrain-sentences-")  # noqa: SIM115 -- kept open
     try:
-        with os.fdopen(handle, "wb") as spool:
-            for block in blocks:
-                pickle.dump(block, spool, protocol=pickle.HIGHEST_PROTOCOL)
+        for block in blocks:
+            pickle.dump(block, spool, protocol=pickle.HIGHEST_PROTOCOL)
+        spool.flush()
     except OSError as exc:
-        Path(name).unlink(missing_ok=True)
+        spool.close()
         raise CorpusError(f"cannot spool the sentences to a temporary file: {exc}") from exc
     except BaseException:
-        Path(name).unlink(missing_ok=True)
+        spool.close()
         raise
-    return Path(name)
+    return _Spool("<sentence iterator>", spool)
 
 
-def open_corpus(corpus: Any, max_sentence_length: int) -> Corpus | SentenceCorpus:
+def open_corpus(
+    corpus: Any, max_sentence_length: int, allow_binary: bool = False
+) -> Corpus | SentenceCorpus:
     """The corpus the API was given: None (the shipped corpus), a path, a list of paths,
-    a re-iterable of token lists, or a one-shot iterator of them (spooled once)."""
+    a re-iterable of token lists, or a one-shot iterator of them (spooled once).
+    ``allow_binary`` reads files that do not look like text (see :class:`Corpus`)."""
     if corpus is None:
         return Corpus(str(SHIPPED_CORPUS), max_sentence_length)
     if isinstance(corpus, str | os.PathLike):
-        return Corpus(corpus, max_sentence_length)
+        return Corpus(corpus, max_sentence_length, allow_binary)
     if (
         isinstance(corpus, list | tuple)
         and corpus
         and all(isinstance(item, str | os.PathLike) for item in corpus)
     ):
-        return Corpus(corpus, max_sentence_length)
+        return Corpus(corpus, max_sentence_length, allow_binary)
     try:
         iterator = iter(corpus)
     except TypeError:
