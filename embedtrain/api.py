@@ -31,6 +31,7 @@ def train(
     progress: bool = True,
     callbacks: Sequence[Callback] = (),
     resume: str | os.PathLike | None = None,
+    allow_binary: bool = False,
     **options: Any,
 ) -> Embeddings:
     """Train word vectors and return them.
@@ -46,7 +47,8 @@ def train(
     ``callbacks`` are called after each epoch with its :class:`EpochReport`; one that
     returns False or raises :class:`StopTraining` ends training there. ``resume``
     continues a model saved by :meth:`Embeddings.save`: its settings are kept, and only
-    ``epochs``, ``threads``, ``device`` and ``engine`` may be given.
+    ``epochs``, ``threads``, ``device`` and ``engine`` may be given. A file that does not
+    look like UTF-8 text is refused unless ``allow_binary``.
 
     Raises :class:`SettingsError`, :class:`CorpusError`, :class:`ModelFileError`,
     :class:`GpuUnavailable`, :class:`TrainingDiverged`; SIGINT, SIGTERM or SIGHUP raise
@@ -60,7 +62,7 @@ def train(
         settings = Settings.from_options(**options)
     engine, ops = choose_engine(settings)
     quiet = not progress
-    with open_corpus(corpus, settings.max_sentence_length) as source:
+    with open_corpus(corpus, settings.max_sentence_length, allow_binary) as source:
         if resume is not None:
             model = Model.load(resume, ops, settings)
             model.check_epochs()

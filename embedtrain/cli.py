@@ -14,7 +14,12 @@ import time
 from pathlib import Path
 
 from embedtrain.atomic import STDOUT
-from embedtrain.corpus import SHIPPED_CORPUS
+from embedtrain.corpus import (
+    MAX_BAD_BYTE_SHARE,
+    SHIPPED_CORPUS,
+    TEXT_CHECK_BYTES,
+    corpus_files,
+)
 from embedtrain.errors import EmbedtrainError, OutputError, SettingsError, TrainingInterrupted
 from embedtrain.settings import DEVICES, ENGINES, EXACT_FORMS, MODELS, Settings
 from embedtrain.signals import signals_set_flag, stop_signals_interrupt
@@ -144,6 +149,13 @@ def _train_parser(commands) -> None:
         help="continue training the model saved in PATH "
         "(its settings are kept; --epochs may extend the run)",
     )
+    p.add_argument(
+        "--allow-binary",
+        action="store_true",
+        help="train on input that does not look like UTF-8 text (NUL bytes, or more than "
+        f"{MAX_BAD_BYTE_SHARE:.0%}% undecodable bytes in a file's first "
+        f"{TEXT_CHECK_BYTES // 1024} KiB), which is refused by default",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     p.set_defaults(run=_run_train)
 
@@ -158,7 +170,8 @@ def _options_given(args: argparse.Namespace) -> dict:
 def _check_distinct_paths(args: argparse.Namespace, corpus_path: str) -> None:
     """Each file written must differ from the others and from the corpus and the resumed
     model, which it would otherwise replace (only --save-model may overwrite --resume)."""
-    inputs = {"the corpus": None if corpus_path == "-" else corpus_path, "--resume": args.resume}
+    inputs = {f"corpus file {path}": path for path in corpus_files(corpus_path)}
+    inputs["--resume"] = args.resume
     outputs = {
         "-o": args.output,
         "--save-output": args.save_output,
@@ -202,7 +215,13 @@ def _run_train(args: argparse.Namespace) -> int:
     check_writable(partial)
     started = time.perf_counter()
     try:
-        embeddings = train(corpus_path, progress=not args.quiet, resume=args.resume, **options)
+        embeddings = train(
+            corpus_path,
+            progress=not args.quiet,
+            resume=args.resume,
+            allow_binary=args.allow_binary,
+            **options,
+        )
     except TrainingInterrupted as stopped:
         with signals_set_flag():  # a second Ctrl-C must not cut the save short
             stopped.embeddings.save(partial)

@@ -288,10 +288,26 @@ def _flush(tokens: list[str], out: list[list[str]], limit: int, everything: bool
         out.append(tokens[full:])
 
 
+def corpus_files(source: str | os.PathLike) -> list[Path]:
+    """The files on disk a path corpus reads (none for stdin or a pipe): what an output
+    must never replace."""
+    path = Path(source)
+    if str(source) == STDIN or not path.exists():
+        return []
+    if path.is_dir():
+        return _directory_files(path)
+    return [path] if path.is_file() else []
+
+
+def _directory_files(source: Path) -> list[Path]:
+    """Every file below a directory corpus, recursively, in sorted order."""
+    return sorted(p for p in source.rglob("*") if p.is_file())
+
+
 def _list_files(source: Path, allow_binary: bool) -> list[Path | _Spool]:
     """The files to read for ``source``; one that can be read only once is spooled."""
     if source.is_dir():
-        files: list[Path | _Spool] = sorted(p for p in source.rglob("*") if p.is_file())
+        files: list[Path | _Spool] = list(_directory_files(source))
         if not files:
             raise CorpusError(f"corpus directory {source} contains no files")
         return files

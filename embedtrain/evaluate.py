@@ -7,8 +7,12 @@ import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from embedtrain.errors import ModelFileError
+import numpy as np
+
+from embedtrain.errors import ModelFileError, SettingsError
 from embedtrain.export import is_binary_path
+
+log = logging.getLogger("embedtrain")
 
 DEFAULT_RESTRICT_VOCAB = 30_000
 
@@ -61,6 +65,13 @@ def evaluate(
     """Google-style analogies (3CosAdd, gensim ``evaluate_word_analogies``) restricted to the
     ``restrict_vocab`` most frequent words, and Spearman correlations on word pairs."""
     logging.getLogger("gensim").setLevel(logging.ERROR)
+    broken = int((~np.isfinite(vectors.vectors).all(axis=1)).sum())
+    if broken:
+        log.warning(
+            "%s of %s vectors have NaN or infinite values: the scores below are meaningless",
+            f"{broken:,}",
+            f"{len(vectors.vectors):,}",
+        )
     scores: list[Score] = []
     for path in analogies if analogies is not None else default_analogies():
         _check_readable(path)
@@ -89,7 +100,7 @@ def evaluate(
 
 def _check_readable(path: str) -> None:
     if not Path(path).is_file():
-        raise ModelFileError(f"evaluation file {path} does not exist")
+        raise SettingsError(f"evaluation file {path} does not exist")
 
 
 def _count_analogy_questions(path: str) -> int:

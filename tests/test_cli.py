@@ -198,7 +198,7 @@ def test_outputs_never_replace_inputs_or_each_other(capsys, structured_corpus, t
     corpus.write_bytes(structured_corpus.read_bytes())
     before = corpus.read_bytes()
     result = run_cli(capsys, "train", corpus, "-o", corpus, *FAST)
-    assert_usage_error(*result, "would overwrite the corpus")
+    assert_usage_error(*result, "would overwrite corpus file")
     assert corpus.read_bytes() == before
     same = tmp_path / "v.txt"
     result = run_cli(capsys, "train", corpus, "-o", same, "--save-output", same, *FAST)
@@ -381,3 +381,47 @@ def test_vectors_to_stdout(structured_corpus, tmp_path):
     assert lines[0] == f"{len(lines) - 1} 8"
     assert "epoch 1/1" in done.stderr.decode()
     assert not (tmp_path / "-").exists()
+
+
+@pytest.mark.parametrize("option", ["-o", "--save-model", "--save-output"])
+def test_outputs_never_replace_a_file_of_a_directory_corpus(
+    capsys, structured_corpus, tmp_path, option
+):
+    corpus = tmp_path / "d"
+    (corpus / "sub").mkdir(parents=True)
+    inside = corpus / "sub" / "a.txt"
+    inside.write_bytes(structured_corpus.read_bytes())
+    args = ["train", corpus, "-o", tmp_path / "v.txt", *FAST]
+    if option == "-o":
+        args[3] = inside
+    else:
+        args += [option, inside]
+    code, _, err = run_cli(capsys, *args)
+    assert code == 2 and "would overwrite corpus file" in err
+    assert inside.read_bytes() == structured_corpus.read_bytes()
+
+
+def test_binary_corpus_refused_unless_allowed(capsys, tmp_path):
+    binary = tmp_path / "b.dat"
+    binary.write_bytes(bytes(range(256)) * 400)
+    code, _, err = run_cli(capsys, "train", binary, "-o", tmp_path / "v.txt", *FAST)
+    assert code == 2 and "is not text" in err and "--allow-binary" in err
+    code, _, err = run_cli(
+        capsys,
+        "train",
+        binary,
+        "-o",
+        tmp_path / "v.txt",
+        "--min-count",
+        "1",
+        "--allow-binary",
+        *FAST,
+    )
+    assert code == 0, err
+
+
+def test_eval_warns_about_non_finite_vectors(capsys, tmp_path):
+    path = tmp_path / "v.txt"
+    path.write_text("3 2\nking 1 0\nqueen nan 1\nman inf 0\n")
+    code, _, err = run_cli(capsys, "eval", path)
+    assert code == 0 and "2 of 3 vectors have NaN or infinite values" in err
