@@ -12,6 +12,7 @@ import logging
 import sys
 import time
 from pathlib import Path
+from typing import NoReturn
 
 from embedtrain.atomic import STDOUT
 from embedtrain.corpus import (
@@ -371,8 +372,15 @@ def _run_analogy(args: argparse.Namespace) -> int:
     return _neighbours(args, [args.b, args.c], [args.a])
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with the command line's one-line errors (instead of usage, then the error)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"embedtrain: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="embedtrain",
         description="Train word embeddings (skip-gram/CBOW with negative sampling, hierarchical "
         "softmax or exact full-vocabulary heads) and evaluate them.",
