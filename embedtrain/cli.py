@@ -262,7 +262,7 @@ def _partial_path(output: str) -> str:
     path = Path(output)
     if output == STDOUT or (path.exists() and not path.is_file()):
         return "embedtrain.partial.npz"
-    return f"{output}.partial.npz"
+    return str(path.with_name(f"{path.name[:200]}.partial.npz"))  # a legal name, however long
 
 
 def _say(args: argparse.Namespace, message: str) -> None:

@@ -151,19 +151,18 @@ class HuffmanTree:
 def huffman_tree(counts: np.ndarray) -> HuffmanTree:
     """Build the Huffman tree of word2vec.c (counts must be sorted, decreasing)."""
     codes, points, lengths = _huffman(np.asarray(counts, dtype=np.int64))
-    width = max(int(lengths.max()), 1)
-    return HuffmanTree(codes[:, :width].copy(), points[:, :width].copy(), lengths)
+    return HuffmanTree(codes, points, lengths)
 
 
 @njit(cache=True)
 def _huffman(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """word2vec.c's construction (two queues over the sorted counts). Codes are as long as
+    the tree is deep, with no fixed buffer: Fibonacci-like counts give depth V - 1, and
+    int64 counts bound it near 92."""
     n = counts.shape[0]
-    max_code = 64
-    codes = np.zeros((n, max_code), dtype=np.uint8)
-    points = np.zeros((n, max_code), dtype=np.int32)
     lengths = np.zeros(n, dtype=np.int32)
     if n < 2:
-        return codes, points, lengths
+        return np.zeros((n, 1), dtype=np.uint8), np.zeros((n, 1), dtype=np.int32), lengths
     count = np.empty(2 * n, dtype=np.int64)
     count[:n] = counts
     count[n:] = np.iinfo(np.int64).max
@@ -185,18 +184,17 @@ def _huffman(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         parent[picks[1]] = n + a
         binary[picks[1]] = 1
     root = 2 * n - 2
-    path_codes = np.empty(max_code, dtype=np.uint8)
-    path_points = np.empty(max_code, dtype=np.int64)
+    depth = np.zeros(2 * n - 1, dtype=np.int32)  # parents are created after their children
+    for node in range(root - 1, -1, -1):
+        depth[node] = depth[parent[node]] + 1
+    lengths[:] = depth[:n]
+    width = lengths.max()
+    codes = np.zeros((n, width), dtype=np.uint8)
+    points = np.zeros((n, width), dtype=np.int32)
     for w in range(n):
-        length = 0
         node = w
-        while node != root:
-            path_codes[length] = binary[node]
-            path_points[length] = parent[node] - n
-            length += 1
+        for i in range(lengths[w] - 1, -1, -1):  # from the leaf up, written root first
+            codes[w, i] = binary[node]
+            points[w, i] = parent[node] - n
             node = parent[node]
-        lengths[w] = length
-        for i in range(length):
-            codes[w, i] = path_codes[length - 1 - i]
-            points[w, i] = path_points[length - 1 - i]
     return codes, points, lengths

@@ -229,7 +229,18 @@ def cases() -> list[Case]:
             "option: exact head huge batch",
             [*train, *c, *SMALL, "--head", "squared", "--batch-size", "100000"],
         ),
-        Case("option: divergence", [*train, *c, *SMALL, "--head", "squared", "--lr", "1e30"]),
+        Case(
+            "option: divergence (ns)", [*train, *c, *SMALL, "--engine", "batched", "--lr", "1e30"]
+        ),
+        Case(
+            "option: divergence (spherical)",
+            [*train, *c, *SMALL, "--head", "spherical", "--lr", "1e30"],
+        ),
+        Case(
+            "option: squared at lr 1e30 is capped",
+            [*train, *c, *SMALL, "--head", "squared", "--lr", "1e30"],
+            (0,),
+        ),
         Case("option: no command", []),
         Case("option: bogus command", ["fly"]),
     ]

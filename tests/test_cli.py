@@ -425,3 +425,31 @@ def test_eval_warns_about_non_finite_vectors(capsys, tmp_path):
     path.write_text("3 2\nking 1 0\nqueen nan 1\nman inf 0\n")
     code, _, err = run_cli(capsys, "eval", path)
     assert code == 0 and "2 of 3 vectors have NaN or infinite values" in err
+
+
+@pytest.mark.parametrize("damage", ["empty", "truncated", "text"])
+def test_a_damaged_resume_file_is_one_line(capsys, structured_corpus, tmp_path, damage):
+    model = tmp_path / "m.npz"
+    assert (
+        main(
+            [
+                "train",
+                str(structured_corpus),
+                "-o",
+                str(tmp_path / "v.txt"),
+                "--save-model",
+                str(model),
+                *FAST,
+            ]
+        )
+        == 0
+    )
+    data = model.read_bytes()
+    model.write_bytes(
+        {"empty": b"", "truncated": data[: len(data) // 2], "text": b"3 2\na 1 2\n"}[damage]
+    )
+    result = run_cli(
+        capsys, "train", structured_corpus, "-o", tmp_path / "w.txt", "--resume", model, "--quiet"
+    )
+    assert_usage_error(*result, str(model))
+    assert not (tmp_path / "w.txt").exists()

@@ -293,3 +293,31 @@ def test_temporary_files_are_unlinked_at_once_and_training_reads_every_word(tmp_
             encoded.close()
     assert [e.words for e in result.epochs] == [sum(map(len, oracle))] * 2
     assert list(temporary.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "suffix,compress", [(".gz", gzip.compress), (".xz", lzma.compress), (".bz2", bz2.compress)]
+)
+def test_a_truncated_compressed_stream_is_a_corpus_error(tmp_path, suffix, compress):
+    """A stream cut short (a download that stopped) is an error, not a silently shorter
+    corpus: every complete stream above reads whole."""
+    data = ("the cat sat on the mat\n" * 5000).encode()
+    path = tmp_path / f"c.txt{suffix}"
+    path.write_bytes(compress(data)[:-30])
+    with pytest.raises(CorpusError, match="cannot read corpus"):
+        list(Corpus(path).sentences())
+
+
+@pytest.mark.parametrize(
+    "tail,bad",
+    [(b"\xc3", 1), (b"\xe2\x82", 2), (b"\xf0\x9f\x98", 3), (b"\xe2\x82 x", 2)],
+    ids=["2-byte cut after 1", "3-byte cut after 2", "4-byte cut after 3", "cut mid-line"],
+)
+def test_a_cut_multibyte_sequence_counts_its_bytes(tmp_path, tail, bad):
+    """The warning counts undecodable bytes, not decoding errors: a 3-byte sequence cut
+    after 2 bytes is one error of 2 bytes."""
+    path = tmp_path / "cut.txt"
+    path.write_bytes("naïve words here\n".encode() * 400 + tail)
+    reader = Corpus(path)
+    list(reader.sentences())
+    assert reader.bad_bytes == bad

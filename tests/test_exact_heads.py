@@ -289,3 +289,20 @@ def test_exact_heads_learn_structure_end_to_end(structured_corpus, head, purity)
     )
     assert neighbour_purity(model.vocab.words, model.host_vectors()) >= purity
     assert model.head.state.consistency()["gram"] < 1e-3
+
+
+@pytest.mark.parametrize("form", ["factored", "naive"])
+def test_a_capped_step_halves_the_largest_eigenvalue_at_most(form):
+    """The stated bound, not the constant: a step too large is cut to the rate at which
+    2 lr lambda_max(H^T diag(dL/dq) H) = 1/2, so the factor I - S^T S on W keeps every
+    eigenvalue >= 1/2. Squared error: dL/dq = the number of targets of the example."""
+    rng = np.random.default_rng(4)
+    hidden = rng.normal(0, 2.0, (6, DIM))
+    targets = np.array([[1, 2, PADDING], [3, PADDING, PADDING], [0, 4, 5]] * 2)
+    head = factored(SquaredError()) if form == "factored" else naive(SquaredError())
+    step = head.batch_step(hidden, targets, 100.0)
+    count = (targets != PADDING).sum(axis=1)
+    largest = np.linalg.eigvalsh(hidden.T @ (count[:, None] * hidden))[-1]
+    assert step.lr < 100.0
+    assert 2 * step.lr * largest == pytest.approx(0.5, rel=1e-9)
+    assert len(head.notices()) == 1 and head.notices() == []  # reported once, then cleared

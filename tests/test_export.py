@@ -118,3 +118,32 @@ def test_long_names_write(tmp_path):
     save_word2vec(target, WORDS, np.zeros((4, 2), dtype=np.float32), binary=False)
     assert target.read_text().startswith("4 2\n")
     assert len(list(tmp_path.iterdir())) == 1
+
+
+def test_binary_layout_byte_for_byte(tmp_path):
+    """word2vec.c's binary format: "V d\\n", then per word its UTF-8 bytes, a space, d
+    little-endian float32 and a newline. Written out by hand here."""
+    import struct
+
+    vectors = np.array([[1.0, -2.5], [0.125, 3.0]], dtype=np.float32)
+    path = tmp_path / "v.bin"
+    save_word2vec(path, ["a", "naïve"], vectors, binary=True)
+    expected = (
+        b"2 2\n"
+        + b"a "
+        + struct.pack("<2f", 1.0, -2.5)
+        + b"\n"
+        + "naïve".encode()
+        + b" "
+        + struct.pack("<2f", 0.125, 3.0)
+        + b"\n"
+    )
+    assert path.read_bytes() == expected
+
+
+def test_text_layout_byte_for_byte(tmp_path):
+    vectors = np.array([[1.0, -2.5], [0.1, 3.0]], dtype=np.float32)
+    path = tmp_path / "v.txt"
+    save_word2vec(path, ["a", "naïve"], vectors, binary=False)
+    # %.9g of float32(0.1) is 0.100000001: nine significant digits round-trip float32
+    assert path.read_bytes() == "2 2\na 1 -2.5\nnaïve 0.100000001 3\n".encode()

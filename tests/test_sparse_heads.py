@@ -106,3 +106,24 @@ def test_compiled_step_agrees_with_batched_step(kind):
     assert loss_c == pytest.approx(float(loss_b), abs=1e-2)
     np.testing.assert_allclose(work, -lr * grad[0], atol=2e-3 * lr)
     np.testing.assert_allclose(compiled_output, head.output, atol=2e-3 * lr)
+
+
+def test_compiled_negative_sampling_skips_draws_equal_to_the_target():
+    """A noise distribution with almost all its mass on the target (counts 10^12, 1, 1):
+    the five draws are the target itself and must all be skipped, so after one step from
+    zero output rows only the positive unit moved the target's row, by
+    lr (1 - sigmoid(0)) h with word2vec's table (its cell nearest 0 is at 0.006)."""
+    counts = np.array([10**12, 1, 1])
+    vocab = Vocabulary(["a", "b", "c"], counts, int(counts.sum()))
+    head = NegativeSampling(vocab, Settings(dim=DIM, negative=5), NumpyOps(), seed=0)
+    step, state = head.compiled_step()
+    hidden = np.array([0.5, -1.0, 0.25, 2.0, -0.75], dtype=np.float32)
+    lr = 0.1
+    for seed in range(20):
+        head.output[...] = 0.0
+        work = np.zeros(DIM, dtype=np.float32)
+        step(state, hidden, 0, lr, work, seed_state(seed))
+        sigmoid = 1.0 / (1.0 + np.exp(-0.006))
+        np.testing.assert_allclose(head.output[0], lr * (1 - sigmoid) * hidden, rtol=1e-6)
+        assert not head.output[1:].any()
+        assert not work.any()  # the target's row was zero when it was read

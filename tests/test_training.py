@@ -78,3 +78,36 @@ def test_divergence_stops_with_a_message(structured_corpus):
 
     with pytest.raises(TrainingDiverged, match="diverged"):
         run(structured_corpus, engine="batched", lr=1e30, epochs=1)
+
+
+def test_learning_rate_decays_linearly_over_the_whole_run(monkeypatch, tmp_path):
+    """Every job's rates, recorded: the first starts at lr, the last ends at min_lr,
+    consecutive jobs meet, and each rate is lr - (lr - min_lr) * words done / all words of
+    all epochs (so the second epoch starts half way, not back at lr)."""
+    from conftest import structured_sentences, write_corpus
+
+    from embedtrain import training
+
+    seen = []
+
+    class RecordingEngine:
+        workers = 1
+
+        def run_job(self, job, lr_start, lr_end, seed):
+            seen.append((lr_start, lr_end, int((job >= 0).sum())))
+            return 0.0, 1
+
+    monkeypatch.setattr(training, "make_engine", lambda *args: RecordingEngine())
+    corpus = write_corpus(tmp_path / "c.txt", structured_sentences(20_000, seed=1))
+    lr, min_lr, epochs = 0.05, 0.001, 3
+    model, _ = train_model(corpus, epochs=epochs, lr=lr, min_lr=min_lr, threads=1)
+    total = sum(words for _, _, words in seen)
+    assert total == epochs * model.epoch_words and len(seen) >= 3 * epochs
+    done = 0
+    for lr_start, lr_end, words in seen:
+        assert lr_start == pytest.approx(lr - (lr - min_lr) * done / total, rel=1e-12)
+        done += words
+        assert lr_end == pytest.approx(lr - (lr - min_lr) * done / total, rel=1e-12)
+    assert seen[0][0] == lr and seen[-1][1] == pytest.approx(min_lr, rel=1e-12)
+    second_epoch = next(i for i in range(len(seen)) if sum(w for *_, w in seen[:i]) == total // 3)
+    assert seen[second_epoch][0] == pytest.approx(lr - (lr - min_lr) / 3, rel=1e-12)

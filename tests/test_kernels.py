@@ -1,0 +1,146 @@
+"""The compiled skip-gram and CBOW drivers and the batched engine's windows, pinned by what
+word2vec defines: each position's half-width is window - b with b uniform in 0..window-1,
+so a context word at distance k takes part with probability (window - k + 1) / window;
+CBOW's input is the mean of the context vectors. A recording head step (word i's vector
+is [i]) sees exactly which (input, target) pairs a driver produces."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from numba import njit
+
+from embedtrain import kernels
+from embedtrain.backend import NumpyOps
+from embedtrain.batching import window_batch
+from embedtrain.heads.base import PADDING, StepResult
+from embedtrain.rng import seed_state
+
+WINDOW = 5
+LENGTH = 60  # one sentence of distinct words 0..59: a word's id is its position
+RUNS = 400
+INTERIOR = range(WINDOW, LENGTH - WINDOW)  # positions whose windows are never cut
+
+
+@njit
+def recording_step(state, hidden, target, lr, work, rng):
+    """Record (input value, target) and change nothing."""
+    records, count = state
+    records[count[0], 0] = hidden[0]
+    records[count[0], 1] = target
+    count[0] += 1
+    return 0.0
+
+
+def run_driver(driver, seed):
+    vectors = np.arange(LENGTH, dtype=np.float32)[:, None].copy()
+    job = np.append(np.arange(LENGTH, dtype=np.int32), np.int32(-1))
+    keep = np.ones(LENGTH, dtype=np.float32)
+    records = np.zeros((LENGTH * 2 * WINDOW, 2), dtype=np.float64)
+    count = np.zeros(1, dtype=np.int64)
+    driver(recording_step, (records, count), vectors, job, keep, WINDOW, 0.1, 0.1, seed_state(seed))
+    np.testing.assert_array_equal(vectors[:, 0], np.arange(LENGTH))  # nothing was updated
+    return records[: count[0]]
+
+
+def expected_share(distance: int) -> float:
+    return (WINDOW - distance + 1) / WINDOW
+
+
+def assert_distance_shares(pairs_per_distance: np.ndarray, trials: int) -> None:
+    """Observed share of (centre, distance k, side) trials that produced a pair, against
+    (W - k + 1) / W, within 5 binomial standard errors."""
+    for distance in range(1, WINDOW + 1):
+        p = expected_share(distance)
+        observed = pairs_per_distance[distance] / trials
+        assert abs(observed - p) < 5 * np.sqrt(p * (1 - p) / trials) + 1e-12, (distance, observed)
+    assert pairs_per_distance[WINDOW + 1 :].sum() == 0
+
+
+def test_skipgram_windows_are_reduced_as_word2vec():
+    per_distance = np.zeros(LENGTH, dtype=np.int64)
+    for seed in range(RUNS):
+        records = run_driver(kernels.train_skipgram, seed)
+        context, centre = records[:, 0].astype(int), records[:, 1].astype(int)
+        interior = np.isin(centre, INTERIOR)
+        np.add.at(per_distance, np.abs(context - centre)[interior], 1)
+    assert_distance_shares(per_distance, RUNS * len(INTERIOR) * 2)
+
+
+def test_skipgram_input_is_the_context_word_and_target_the_centre():
+    """word2vec's orientation: one example per (context, centre) pair, the centre never
+    its own context."""
+    records = run_driver(kernels.train_skipgram, 3)
+    assert (records[:, 0] != records[:, 1]).all()
+    assert (np.abs(records[:, 0] - records[:, 1]) <= WINDOW).all()
+
+
+def test_cbow_input_is_the_mean_of_the_context_vectors():
+    """An interior window is symmetric around its centre, so the mean of its word ids is
+    the centre's id exactly (a sum would be 2 (W - b) times it)."""
+    for seed in range(20):
+        records = run_driver(kernels.train_cbow, seed)
+        interior = np.isin(records[:, 1], INTERIOR)
+        np.testing.assert_allclose(records[interior, 0], records[interior, 1], rtol=1e-6)
+        assert len(records) == LENGTH  # one example per position
+
+
+def test_batched_windows_are_reduced_as_word2vec():
+    ops = NumpyOps()
+    job = np.append(np.arange(LENGTH, dtype=np.int32), np.int32(-1))
+    keep = np.ones(LENGTH, dtype=np.float32)
+    per_distance = np.zeros(LENGTH, dtype=np.int64)
+    for seed in range(RUNS):
+        batch = window_batch(ops, job, keep, WINDOW, ops.random_state(seed))
+        for centre, contexts in zip(batch.centres, batch.contexts):
+            if centre in INTERIOR:
+                present = contexts[contexts != PADDING]
+                np.add.at(per_distance, np.abs(present - centre), 1)
+    assert_distance_shares(per_distance, RUNS * len(INTERIOR) * 2)
+
+
+class RecordingHead:
+    """Stands in for a head in the batched engine: records the hidden vectors it gets."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[np.ndarray, np.ndarray]] = []
+
+    @staticmethod
+    def batch_size(settings) -> int:
+        return 1024
+
+    def reseed(self, seed: int) -> None:
+        pass
+
+    def batch_step(self, hidden, targets, lr):
+        self.seen.append((hidden.copy(), targets.copy()))
+        return StepResult(0.0, len(targets), np.zeros_like(hidden), lr)
+
+
+@pytest.mark.parametrize("model", ["cbow", "skipgram"])
+def test_batched_engine_inputs(model):
+    """CBOW: the mean of the context vectors (interior windows: the centre's id);
+    skip-gram: the centre word's own vector, with its context words as targets."""
+    from embedtrain.engines import BatchedEngine
+    from embedtrain.model import Model
+    from embedtrain.settings import Settings
+    from embedtrain.vocab import Vocabulary
+
+    counts = np.full(LENGTH, 10)
+    vocab = Vocabulary([f"w{i}" for i in range(LENGTH)], counts, int(counts.sum()))
+    settings = Settings(model=model, dim=1, window=WINDOW, sample=0)
+    vectors = np.arange(LENGTH, dtype=np.float32)[:, None]
+    engine_model = Model(vocab, settings, NumpyOps(), vectors=vectors)
+    engine_model.head = RecordingHead()
+    engine = BatchedEngine(engine_model, np.ones(LENGTH, dtype=np.float32))
+    job = np.append(np.arange(LENGTH, dtype=np.int32), np.int32(-1))
+    engine.run_job(job, 0.1, 0.1, seed=5)
+    ((hidden, targets),) = engine_model.head.seen
+    if model == "cbow":
+        centres = targets[:, 0]
+        interior = np.isin(centres, INTERIOR)
+        np.testing.assert_allclose(hidden[interior, 0], centres[interior], rtol=1e-6)
+    else:
+        for value, row in zip(hidden[:, 0], targets):
+            present = row[row != PADDING]
+            assert value not in present and (np.abs(present - value) <= WINDOW).all()
