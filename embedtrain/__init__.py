@@ -8,22 +8,8 @@
 on purpose is an :class:`EmbedtrainError` (see :mod:`embedtrain.errors`).
 """
 
-from embedtrain.api import load, train
-from embedtrain.embeddings import Embeddings
-from embedtrain.errors import (
-    CorpusError,
-    EmbedtrainError,
-    GpuUnavailable,
-    ModelFileError,
-    OutputError,
-    SettingsError,
-    StopTraining,
-    TrainingDiverged,
-    TrainingInterrupted,
-    UnknownWord,
-)
-from embedtrain.settings import Settings
-from embedtrain.training import EpochReport
+from importlib import import_module
+from typing import Any
 
 __version__ = "0.1.0"
 __all__ = [
@@ -43,3 +29,25 @@ __all__ = [
     "load",
     "train",
 ]
+#: Where the public names live (the exceptions in embedtrain.errors). They are imported on
+#: first use, so ``import embedtrain.cli`` stays light and the command line can report a
+#: failure to load NumPy or Numba in one line.
+_MODULES = {
+    "train": "embedtrain.api",
+    "load": "embedtrain.api",
+    "Embeddings": "embedtrain.embeddings",
+    "EpochReport": "embedtrain.training",
+    "Settings": "embedtrain.settings",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in __all__:
+        raise AttributeError(f"module 'embedtrain' has no attribute {name!r}")
+    value = getattr(import_module(_MODULES.get(name, "embedtrain.errors")), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

@@ -11,6 +11,7 @@ import json
 import logging
 import sys
 import time
+from importlib import import_module
 from pathlib import Path
 from typing import NoReturn
 
@@ -408,7 +409,22 @@ def _show_log(quiet: bool) -> None:
     logger.setLevel(logging.WARNING if quiet else logging.INFO)
 
 
+def _load_libraries() -> str | None:
+    """Import NumPy, Numba and the engine up front: under a tight memory limit (``ulimit
+    -v``) loading their shared libraries fails, which deserves one line, not a traceback."""
+    try:
+        import_module("embedtrain.api")
+    except (ImportError, OSError, MemoryError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return f"cannot load NumPy/Numba ({reason[:160]}); is the memory limit too low?"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
+    failure = _load_libraries()
+    if failure:
+        print(f"embedtrain: error: {failure}", file=sys.stderr)
+        return EXIT_USAGE
     parser = build_parser()
     args = parser.parse_args(argv)
     _show_log(getattr(args, "quiet", False))

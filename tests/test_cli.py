@@ -453,3 +453,17 @@ def test_a_damaged_resume_file_is_one_line(capsys, structured_corpus, tmp_path, 
     )
     assert_usage_error(*result, str(model))
     assert not (tmp_path / "w.txt").exists()
+
+
+def test_a_memory_limit_too_low_to_load_numba_is_one_line(tmp_path):
+    """Under ``ulimit -v`` too small for LLVM, loading Numba fails: one line, exit 2."""
+    import resource
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (300 * 2**20, 300 * 2**20))
+
+    command = [sys.executable, "-m", "embedtrain", "train", "-o", str(tmp_path / "v.txt")]
+    done = subprocess.run(command, capture_output=True, preexec_fn=limit, timeout=120, check=False)
+    err = done.stderr.decode()
+    assert done.returncode == 2, err
+    assert err.startswith("embedtrain: error:") and len(err.strip().splitlines()) == 1, err
