@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from embedtrain.errors import ModelFileError, UnknownWord
+from embedtrain.errors import ModelFileError, SettingsError, UnknownWord
 from embedtrain.evaluate import (
     DEFAULT_RESTRICT_VOCAB,
     default_analogies,
@@ -80,11 +80,13 @@ class Embeddings:
         return self._unit
 
     def _nearest(self, query: np.ndarray, n: int, exclude: set[int]) -> list[tuple[str, float]]:
+        if n < 1:
+            raise SettingsError(f"n must be positive, not {n}")
         unit = self._unit_vectors()
         norm = float(np.linalg.norm(query))
         similarity = unit @ (query / norm if norm > 0 else query).astype(np.float32)
         count = min(n + len(exclude), len(self.words))
-        best = np.argpartition(-similarity, count - 1)[:count] if count else []
+        best = np.argpartition(-similarity, count - 1)[:count]
         ranked = sorted(best, key=lambda i: (-similarity[i], i))
         return [(self.words[i], float(similarity[i])) for i in ranked if i not in exclude][:n]
 

@@ -371,3 +371,12 @@ def test_resume_refuses_fewer_epochs_and_another_corpus(corpus_file, trained, tm
     other = write_corpus(tmp_path / "other.txt", SENTENCES[: len(SENTENCES) // 2])
     with pytest.raises(embedtrain.CorpusError, match="same corpus"):
         embedtrain.train(other, progress=False, resume=path, epochs=3)
+
+
+def test_neighbour_counts_are_checked():
+    emb = embedtrain.Embeddings(["a", "b", "c"], np.eye(3, dtype=np.float32))
+    assert [w for w, _ in emb.most_similar("a", n=5)] == ["b", "c"]  # fewer than asked
+    with pytest.raises(embedtrain.SettingsError, match="positive"):
+        emb.most_similar("a", n=0)
+    with pytest.raises(ValueError, match="shape"):
+        emb.most_similar(np.ones(4))
