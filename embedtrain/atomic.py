@@ -88,14 +88,17 @@ def check_writable(path: str | Path) -> None:
 
 def _final_target(path: str | Path) -> Path:
     """The file a write to ``path`` must change: symbolic links followed (a dangling link
-    gets its target created); refused if that is a directory, block device or socket."""
-    target = Path(os.path.realpath(path))
+    gets its target created); a FIFO or character device as named (``/dev/stdout`` leads
+    to a pipe with no path of its own); refused if a directory, block device or socket."""
     try:
-        mode = target.stat().st_mode
+        mode = os.stat(path).st_mode
     except FileNotFoundError:
-        return target
+        return Path(os.path.realpath(path))
     except OSError as exc:
         raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from exc
+    if stat.S_ISFIFO(mode) or stat.S_ISCHR(mode):
+        return Path(path)
+    target = Path(os.path.realpath(path))
     if stat.S_ISDIR(mode):
         raise OutputError(f"cannot write {path}: it is a directory")
     if not (stat.S_ISREG(mode) or stat.S_ISFIFO(mode) or stat.S_ISCHR(mode)):

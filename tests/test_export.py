@@ -85,9 +85,18 @@ def test_fifo_and_character_devices_are_streamed_not_replaced(tmp_path):
     reader.join(timeout=10)
     assert received == [b"through the pipe"]
     assert fifo.is_fifo()
-    with atomic_write("/dev/null") as out:
-        out.write(b"discarded")
-    assert Path("/dev/null").is_char_device()
+    # A terminal of our own, not /dev/null: were the code wrong, devpts refuses to create
+    # files, where /dev/null (as root) would be replaced for the whole machine.
+    controller, terminal = os.openpty()
+    try:
+        name = os.ttyname(terminal)
+        with atomic_write(name) as out:
+            out.write(b"to the terminal")
+        assert os.read(controller, 100).startswith(b"to the terminal")
+        assert Path(name).is_char_device()
+    finally:
+        os.close(controller)
+        os.close(terminal)
 
 
 def test_stdout_target(capsysbinary):
