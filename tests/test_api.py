@@ -214,6 +214,7 @@ def test_a_signal_interrupts_with_the_model_so_far(corpus_file, tmp_path):
     [
         ("no/such/file.txt", {}, embedtrain.CorpusError, "does not exist"),
         ([["a", "b"]], {"dim": 0}, embedtrain.SettingsError, "--dim must be positive"),
+        ([["a"]], {"lr": 0.01, "min_lr": 0.02}, embedtrain.SettingsError, "--min-lr"),
         ([["a", "b"]], {"dim": "ten"}, embedtrain.SettingsError, "integer"),
         ([["a", "b"]], {"dimension": 5}, embedtrain.SettingsError, "unknown option"),
         ([["a", "b"]], {"head": "nope"}, embedtrain.SettingsError, "--head"),
@@ -380,3 +381,22 @@ def test_neighbour_counts_are_checked():
         emb.most_similar("a", n=0)
     with pytest.raises(ValueError, match="shape"):
         emb.most_similar(np.ones(4))
+
+
+def test_replaced_bytes_are_reported_once(tmp_path, caplog):
+    """Three stray bytes in real text (well under the share that means binary): trained,
+    and one warning counts them."""
+    path = tmp_path / "c.txt"
+    text = "".join(" ".join(s) + "\n" for s in SENTENCES).encode()
+    path.write_bytes(text[:5000] + b"\xff\xfe\xfd" + text[5000:])
+    with caplog.at_level(logging.WARNING, logger="embedtrain"):
+        embedtrain.train(path, progress=False, **FAST)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == ["3 undecodable bytes in the corpus were replaced"]
+
+
+def test_a_zero_vector_has_similarity_zero_not_nan():
+    emb = embedtrain.Embeddings(["z", "a", "b"], np.array([[0, 0], [1, 0], [0, 1]], np.float32))
+    answers = dict(emb.most_similar("a", n=2))
+    assert answers == {"z": 0.0, "b": 0.0}
+    assert all(np.isfinite(s) for _, s in emb.most_similar("z", n=2))

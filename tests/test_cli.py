@@ -467,3 +467,20 @@ def test_a_memory_limit_too_low_to_load_numba_is_one_line(tmp_path):
     err = done.stderr.decode()
     assert done.returncode == 2, err
     assert err.startswith("embedtrain: error:") and len(err.strip().splitlines()) == 1, err
+
+
+def test_the_partial_model_path_is_checked_before_training(capsys, structured_corpus, tmp_path):
+    """Where an interrupted run would save its model must be writable before training."""
+    out = tmp_path / "v.txt"
+    (tmp_path / "v.txt.partial.npz").mkdir()
+    result = run_cli(capsys, "train", structured_corpus, "-o", out, *FAST)
+    assert_usage_error(*result, "v.txt.partial.npz")
+    assert not out.exists()
+
+
+def test_a_long_output_name_trains(capsys, structured_corpus, tmp_path):
+    """A 250-character name is legal; so must be the partial model's name derived from it."""
+    out = tmp_path / ("v" * 246 + ".txt")
+    code, _, err = run_cli(capsys, "train", structured_corpus, "-o", out, *FAST)
+    assert code == 0, err
+    assert out.read_text().split("\n", 1)[0].endswith(" 16")

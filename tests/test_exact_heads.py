@@ -306,3 +306,29 @@ def test_a_capped_step_halves_the_largest_eigenvalue_at_most(form):
     assert step.lr < 100.0
     assert 2 * step.lr * largest == pytest.approx(0.5, rel=1e-9)
     assert len(head.notices()) == 1 and head.notices() == []  # reported once, then cleared
+
+
+def test_the_condition_bound_grows_by_the_shrink_of_each_step():
+    """A step whose factor has eigenvalues in [1 - lambda, 1] can raise cond(U) by at most
+    1 / (1 - lambda): from 1, a step with lambda = 1/2 gives 2, another 1/2 gives 4."""
+    head = factored(SquaredError())
+    head.state.advance(0.5)
+    assert head.state.condition_bound == 2.0
+    head.state.advance(0.5)
+    assert head.state.condition_bound == 4.0
+
+
+@pytest.mark.parametrize("path", list(PATHS))
+def test_factored_matches_naive_when_the_batch_size_changes(path):
+    """The compiled step's workspace grows for a larger minibatch (4, then 12 > d, then 4
+    again): each step still matches the naive head."""
+    rng = np.random.default_rng(8)
+    fact = factored(SquaredError(), backend=PATHS[path])
+    ref = naive(SquaredError())
+    for m in (4, 12, 4, 12, 4):
+        hidden, targets = batch(rng, m, 3)
+        a = fact.batch_step(hidden * 0.1, targets, 0.01)
+        b = ref.batch_step(hidden * 0.1, targets, 0.01)
+        assert relative(a.grad_hidden, b.grad_hidden) < 1e-9
+        assert abs(float(a.loss) - float(b.loss)) < 1e-9 * abs(float(b.loss))
+    assert relative(fact.state.weights(), ref.weights) < 1e-9

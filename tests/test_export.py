@@ -156,3 +156,27 @@ def test_text_layout_byte_for_byte(tmp_path):
     save_word2vec(path, ["a", "naïve"], vectors, binary=False)
     # %.9g of float32(0.1) is 0.100000001: nine significant digits round-trip float32
     assert path.read_bytes() == "2 2\na 1 -2.5\nnaïve 0.100000001 3\n".encode()
+
+
+def test_the_data_is_synced_before_the_rename(tmp_path, monkeypatch):
+    """A crash right after the rename must not leave an empty file: fsync comes first,
+    on the temporary file."""
+    import os
+
+    import embedtrain.atomic
+
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+    monkeypatch.setattr(
+        embedtrain.atomic.os, "fsync", lambda fd: events.append(("fsync", fd)) or real_fsync(fd)
+    )
+    monkeypatch.setattr(
+        embedtrain.atomic.os,
+        "replace",
+        lambda a, b: events.append(("replace", Path(a).name)) or real_replace(a, b),
+    )
+    with atomic_write(tmp_path / "out.txt") as out:
+        out.write(b"data")
+        descriptor = out.fileno()
+    assert [kind for kind, _ in events] == ["fsync", "replace"]
+    assert events[0][1] == descriptor and events[1][1].endswith(".tmp")

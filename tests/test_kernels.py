@@ -144,3 +144,108 @@ def test_batched_engine_inputs(model):
         for value, row in zip(hidden[:, 0], targets):
             present = row[row != PADDING]
             assert value not in present and (np.abs(present - value) <= WINDOW).all()
+
+
+def test_batched_windows_stay_inside_their_sentence():
+    """Two sentences of ten words: no context word comes from the other sentence."""
+    ops = NumpyOps()
+    job = np.array([*range(10), -1, *range(10, 20), -1], dtype=np.int32)
+    keep = np.ones(20, dtype=np.float32)
+    for seed in range(50):
+        batch = window_batch(ops, job, keep, WINDOW, ops.random_state(seed))
+        for centre, contexts in zip(batch.centres, batch.contexts):
+            present = contexts[contexts != PADDING]
+            assert ((present < 10) == (centre < 10)).all()
+
+
+def test_skipgram_pairs_are_symmetric_windows_around_each_target():
+    """Each target (the centre) comes with the inputs t-k..t+k except t, for one k, in
+    sentence order: the centre is the target, not the input."""
+    records = run_driver(kernels.train_skipgram, 11)
+    targets = records[:, 1].astype(int)
+    assert (np.diff(targets) >= 0).all()
+    for target in INTERIOR:
+        inputs = sorted(records[targets == target, 0].astype(int))
+        k = (len(inputs)) // 2
+        assert inputs == [*range(target - k, target), *range(target + 1, target + k + 1)]
+
+
+@njit
+def rate_recording_step(state, hidden, target, lr, work, rng):
+    """Record the rate each example trains with."""
+    rates, count = state
+    rates[count[0]] = lr
+    count[0] += 1
+    return 0.0
+
+
+@pytest.mark.parametrize("driver", [kernels.train_skipgram, kernels.train_cbow])
+def test_drivers_interpolate_the_rate_across_the_job(driver):
+    """Sentence s of a job (starting at id index i) trains at lr_start + (lr_end -
+    lr_start) * i / len(job): 0.1 -> 0 over a job of 4 sentences of 11 slots."""
+    vectors = np.zeros((10, 1), dtype=np.float32)
+    job = np.tile(np.append(np.arange(10, dtype=np.int32), np.int32(-1)), 4)
+    keep = np.ones(10, dtype=np.float32)
+    rates = np.zeros(1000)
+    count = np.zeros(1, dtype=np.int64)
+    driver(rate_recording_step, (rates, count), vectors, job, keep, 3, 0.1, 0.0, seed_state(1))
+    seen = sorted(set(np.round(rates[: count[0]], 12)), reverse=True)
+    assert seen == pytest.approx([0.1 * (1 - start / 44) for start in (0, 11, 22, 33)])
+
+
+class FixedGradientHead(RecordingHead):
+    """A head whose hidden gradient is all ones and whose used rate is ``share`` of the
+    requested one (as a capped exact head reports)."""
+
+    def __init__(self, share: float = 1.0) -> None:
+        super().__init__()
+        self.share = share
+        self.rates: list[float] = []
+
+    def batch_step(self, hidden, targets, lr):
+        self.rates.append(lr)
+        return StepResult(0.0, len(targets), np.ones_like(hidden), lr * self.share)
+
+
+def batched_engine(model: str, head, length: int, window: int = 1, batch_size: int = 1024):
+    from embedtrain.engines import BatchedEngine
+    from embedtrain.model import Model
+    from embedtrain.settings import Settings
+    from embedtrain.vocab import Vocabulary
+
+    counts = np.full(length, 10)
+    vocab = Vocabulary([f"w{i}" for i in range(length)], counts, int(counts.sum()))
+    settings = Settings(model=model, dim=1, window=window, sample=0, batch_size=batch_size)
+    vectors = np.zeros((length, 1), dtype=np.float32)
+    engine_model = Model(vocab, settings, NumpyOps(), vectors=vectors)
+    engine_model.head = head
+    head.batch_size = lambda settings: batch_size
+    return BatchedEngine(engine_model, np.ones(length, dtype=np.float32)), engine_model
+
+
+def test_batched_skipgram_accumulates_repeated_centre_words():
+    """Centres 0,1,0,1,0 in one minibatch: word 0's vector moves by -lr three times, word
+    1's twice (a fancy-index += would count each once)."""
+    head = FixedGradientHead()
+    engine, model = batched_engine("skipgram", head, 2)
+    engine.run_job(np.array([0, 1, 0, 1, 0, -1], dtype=np.int32), 0.1, 0.1, seed=0)
+    np.testing.assert_allclose(model.vectors[:, 0], [-0.3, -0.2], rtol=1e-6)
+
+
+def test_batched_cbow_applies_the_rate_the_head_used():
+    """A capped head trains at half the rate: each context vector moves by -lr/2 per use
+    (window 1 over 0,1,0: word 1 is the context of both 0s, each 0 of the 1)."""
+    head = FixedGradientHead(share=0.5)
+    engine, model = batched_engine("cbow", head, 2)
+    engine.run_job(np.array([0, 1, 0, -1], dtype=np.int32), 0.1, 0.1, seed=0)
+    np.testing.assert_allclose(model.vectors[:, 0], [-0.1, -0.1], rtol=1e-6)
+
+
+def test_batched_engine_interpolates_the_rate_across_the_job():
+    """Minibatches of 8 out of n examples: the one starting at ``start`` gets
+    lr_start + (lr_end - lr_start) * start / n."""
+    head = FixedGradientHead()
+    engine, _ = batched_engine("cbow", head, LENGTH, window=2, batch_size=8)
+    engine.run_job(np.append(np.arange(LENGTH, dtype=np.int32), np.int32(-1)), 0.1, 0.0, 0)
+    expected = [0.1 * (1 - start / LENGTH) for start in range(0, LENGTH, 8)]
+    assert head.rates == pytest.approx(expected)

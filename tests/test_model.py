@@ -142,3 +142,26 @@ def test_not_a_model_at_all(tmp_path):
     pickled = tmp_path / "pickled.npz"
     np.savez(pickled, header=np.array([{"a": 1}], dtype=object))
     check_refused(pickled, "not an embedtrain model")
+
+
+def test_fresh_input_vectors_are_uniform_in_plus_minus_one_over_d():
+    """gensim 4's initialisation: uniform in [-1/d, 1/d); 50,000 draws at d = 50 reach
+    within 1% of both ends."""
+    from embedtrain.settings import Settings
+    from embedtrain.vocab import Vocabulary
+
+    counts = np.full(1000, 5)
+    vocab = Vocabulary([f"w{i}" for i in range(1000)], counts, 5000)
+    vectors = Model(vocab, Settings(dim=50), NumpyOps()).host_vectors()
+    assert vectors.min() >= -1 / 50 and vectors.max() < 1 / 50
+    assert vectors.min() < -0.99 / 50 and vectors.max() > 0.99 / 50
+
+
+def test_a_finished_model_resumed_with_the_same_epochs_is_unchanged(tmp_path):
+    sentences = structured_sentences(300)
+    emb = embedtrain.train(sentences, head="ns", **{**OPTIONS, "epochs": 2})
+    path = tmp_path / "m.npz"
+    emb.save(path)
+    again = embedtrain.train(sentences, resume=path, epochs=2, progress=False)
+    np.testing.assert_array_equal(again.vectors, emb.vectors)
+    assert [r.epoch for r in again.history] == [1, 2]

@@ -111,3 +111,28 @@ def test_learning_rate_decays_linearly_over_the_whole_run(monkeypatch, tmp_path)
     assert seen[0][0] == lr and seen[-1][1] == pytest.approx(min_lr, rel=1e-12)
     second_epoch = next(i for i in range(len(seen)) if sum(w for *_, w in seen[:i]) == total // 3)
     assert seen[second_epoch][0] == pytest.approx(lr - (lr - min_lr) / 3, rel=1e-12)
+
+
+def test_job_seeds_differ_for_every_seed_and_position():
+    """No two (seed, job position) pairs share a job seed: seed s at position p + 1 must
+    not repeat seed s + 1 at position p, as a plain sum would."""
+    from embedtrain.training import job_seed
+
+    seeds = {job_seed(s, p) for s in range(100) for p in (0, 1, 50_000, 100_000)}
+    assert len(seeds) == 400
+    assert all(0 <= value < 2**64 for value in seeds)
+
+
+def test_every_callback_sees_the_epoch_even_after_one_stops(structured_corpus):
+    calls = []
+
+    def stop(report):
+        calls.append(("stop", report.epoch))
+        return False
+
+    def watch(report):
+        calls.append(("watch", report.epoch))
+
+    _, result = run(structured_corpus, epochs=3, callbacks=[stop, watch])
+    assert calls == [("stop", 1), ("watch", 1)]
+    assert result.stopped_early and [e.epoch for e in result.epochs] == [1]
