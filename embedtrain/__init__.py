@@ -36,7 +36,7 @@ _MODULES = {
     "train": "embedtrain.api",
     "load": "embedtrain.api",
     "Embeddings": "embedtrain.embeddings",
-    "EpochReport": "embedtrain.training",
+    "EpochReport": "embedtrain.history",
     "Settings": "embedtrain.settings",
 }
 

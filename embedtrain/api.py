@@ -7,22 +7,20 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 from typing import Any
 
 from embedtrain.backend import NumpyOps
 from embedtrain.corpus import open_corpus
 from embedtrain.embeddings import Embeddings
 from embedtrain.engines import choose_engine
-from embedtrain.errors import ModelFileError, TrainingInterrupted
+from embedtrain.errors import TrainingInterrupted
 from embedtrain.evaluate import load_vectors
-from embedtrain.model import Model
+from embedtrain.model import Model, is_model_file
 from embedtrain.settings import Settings
 from embedtrain.training import Callback, encode_corpus, run_training, scan_vocabulary
 
 log = logging.getLogger("embedtrain")
 Corpus = str | os.PathLike | Sequence[str | os.PathLike] | Iterable[Sequence[str]] | None
-_ZIP_MAGIC = b"PK\x03\x04"
 
 
 def train(
@@ -55,11 +53,7 @@ def train(
     :class:`TrainingInterrupted` once the jobs in flight are done, carrying the model so
     far (resumable).
     """
-    if resume is not None:
-        _check_model_file(resume)
-        settings = Model.saved_settings(resume).resumed_with(**options)
-    else:
-        settings = Settings.from_options(**options)
+    settings = resolve_settings(resume, **options)
     engine, ops = choose_engine(settings)
     quiet = not progress
     with open_corpus(corpus, settings.max_sentence_length, allow_binary) as source:
@@ -82,30 +76,19 @@ def train(
     return embeddings
 
 
+def resolve_settings(resume: str | os.PathLike | None = None, **options: Any) -> Settings:
+    """The settings a run will use: the defaults with ``options``, or a saved model's with
+    the options a resumed run may change; validated."""
+    if resume is not None:
+        return Model.saved_settings(resume).resumed_with(**options)
+    return Settings.from_options(**options)
+
+
 def load(path: str | os.PathLike) -> Embeddings:
     """Load a model saved by :meth:`Embeddings.save` (resumable), or word2vec vectors
     (text, or binary if the name ends in ``.bin``; not resumable). Raises
     :class:`ModelFileError`."""
-    if _is_model_file(path):
+    if is_model_file(path):
         return Embeddings.from_model(Model.load(path, NumpyOps()))
     vectors = load_vectors(path)
     return Embeddings(list(vectors.index_to_key), vectors.vectors)
-
-
-def _is_model_file(path: str | os.PathLike) -> bool:
-    try:
-        with open(path, "rb") as stream:
-            return stream.read(4) == _ZIP_MAGIC
-    except FileNotFoundError:
-        raise ModelFileError(f"file {path} does not exist") from None
-    except OSError as exc:
-        raise ModelFileError(f"cannot read {path}: {exc.strerror or exc}") from exc
-
-
-def _check_model_file(path: str | os.PathLike) -> None:
-    """Resuming needs a model file: word2vec vectors lack the output layer and counts."""
-    if not _is_model_file(path):
-        raise ModelFileError(
-            f"{Path(path)} is not a model saved by embedtrain (word2vec vectors cannot be "
-            "resumed: they hold no output layer or word counts; save with --save-model)"
-        )

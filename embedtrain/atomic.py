@@ -35,8 +35,13 @@ _TEMPORARY_NAME_CHARS = 100
 def atomic_write(path: str | Path) -> Iterator[BinaryIO]:
     """A binary stream for ``path``, which is replaced only if the block succeeds."""
     if str(path) == STDOUT:
-        yield sys.stdout.buffer
-        sys.stdout.buffer.flush()
+        try:
+            yield sys.stdout.buffer
+            sys.stdout.buffer.flush()
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise OutputError(f"cannot write to stdout: {exc.strerror or exc}") from exc
         return
     target = _final_target(path)
     if _is_stream(target):
@@ -150,7 +155,13 @@ def _keep_mode(temporary: str, previous: os.stat_result | None) -> None:
 
 
 def _new_file_mode() -> int:
-    """The mode ``open()`` would give a new file under the current umask."""
-    mask = os.umask(0)
-    os.umask(mask)
+    """The mode ``open()`` would give a new file under the current umask, read without
+    changing it (setting it, even briefly, would race with other threads' files)."""
+    try:
+        with open("/proc/self/status") as status:
+            line = next(line for line in status if line.startswith("Umask:"))
+        mask = int(line.split()[1], 8)
+    except (OSError, StopIteration):  # no /proc: the classic read-and-restore
+        mask = os.umask(0)
+        os.umask(mask)
     return 0o666 & ~mask

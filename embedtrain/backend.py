@@ -19,7 +19,6 @@ from embedtrain import cpu_kernels
 from embedtrain.errors import GpuUnavailable
 
 GPU_INSTALL_HINT = "pip install 'embedtrain[gpu]'"
-DEVICES = ("cpu", "gpu", "auto")
 log = logging.getLogger("embedtrain")
 
 
@@ -207,7 +206,7 @@ def gpu_ops() -> CupyOps:
 
 def select_ops(device: str) -> Ops:
     """Backend for ``device``: ``cpu``, ``gpu`` or ``auto`` (the GPU when one works;
-    otherwise the CPU, with a logged warning that says why)."""
+    otherwise the CPU, with a logged notice that says why)."""
     if device == "cpu":
         return NumpyOps()
     if device == "gpu":

@@ -47,16 +47,14 @@ class EncodedCorpus:
         self,
         corpus: Corpus,
         vocab: Vocabulary,
-        directory: str | None = None,
         on_block: Callable[[int], None] | None = None,
     ) -> None:
         lookup = _WordIds(vocab.index)
         lookup[_SENTENCE_MARK] = SENTENCE_END
         self.words = 0
-        self.sentences = 0
         try:
             self._file = tempfile.TemporaryFile(  # noqa: SIM115 -- open until close()
-                prefix="embedtrain-ids-", dir=directory
+                prefix="embedtrain-ids-"
             )
         except OSError as exc:
             raise OutputError(
@@ -72,7 +70,6 @@ class EncodedCorpus:
                 ids = ids[ids != _OUT_OF_VOCABULARY]
                 ids.tofile(self._file)
                 self.words += int(ids.size) - len(block)
-                self.sentences += len(block)
                 if on_block is not None:
                     on_block(len(tokens) - len(block))
             self._file.flush()
@@ -149,6 +146,7 @@ def prefetch(items: Iterator[np.ndarray], depth: int = 2) -> Iterator[np.ndarray
             yield item
     finally:
         stop.set()
+        reader.join()  # the source (and its file) is not read once this returns
 
 
 def _skip(job: np.ndarray, words: int) -> tuple[np.ndarray, int]:

@@ -9,18 +9,25 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import shlex
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib import import_module
 from pathlib import Path
 from typing import NoReturn
 
+from tqdm import tqdm
+
 from embedtrain.atomic import STDOUT
 from embedtrain.corpus import (
     MAX_BAD_BYTE_SHARE,
-    SHIPPED_CORPUS,
+    SHIPPED_CORPUS_NAME,
     TEXT_CHECK_BYTES,
     corpus_files,
+    shipped_corpus,
 )
 from embedtrain.errors import EmbedtrainError, OutputError, SettingsError, TrainingInterrupted
 from embedtrain.settings import DEVICES, ENGINES, EXACT_FORMS, MODELS, Settings
@@ -45,7 +52,7 @@ def _train_parser(commands) -> None:
         nargs="?",
         default=None,
         help="text file (.gz/.bz2/.xz read transparently), directory (all files, recursively), "
-        f"or - for stdin; one sentence per line (default: the shipped {SHIPPED_CORPUS.name})",
+        f"or - for stdin; one sentence per line (default: the shipped {SHIPPED_CORPUS_NAME})",
     )
     p.add_argument(
         "-o",
@@ -195,24 +202,19 @@ def _check_distinct_paths(args: argparse.Namespace, corpus_path: str) -> None:
 
 def _run_train(args: argparse.Namespace) -> int:
     """Check the outputs, train through the API, write the outputs."""
-    from embedtrain.api import train
+    from embedtrain.api import resolve_settings, train
     from embedtrain.atomic import check_writable
     from embedtrain.heads import head_kind
-    from embedtrain.model import Model
 
-    corpus_path = args.corpus if args.corpus is not None else str(SHIPPED_CORPUS)
+    corpus_path = args.corpus if args.corpus is not None else str(shipped_corpus())
     _check_distinct_paths(args, corpus_path)
     for path in (args.output, args.save_output, args.save_model):
         if path:
             check_writable(path)
     options = _options_given(args)
-    saved = Model.saved_settings(args.resume) if args.resume else None
-    head = saved.head if saved else options.get("head", DEFAULTS.head)
-    if args.save_output and not head_kind(head).has_output_vectors:
-        raise SettingsError(
-            f"--save-output: the {head} head has no per-word output vectors "
-            "(its output rows belong to the Huffman tree's inner nodes)"
-        )
+    settings = resolve_settings(args.resume, **options)
+    if args.save_output:
+        head_kind(settings.head).require_output_vectors(settings.head)
     partial = args.save_model or _partial_path(args.output)
     check_writable(partial)
     started = time.perf_counter()
@@ -227,9 +229,12 @@ def _run_train(args: argparse.Namespace) -> int:
     except TrainingInterrupted as stopped:
         with signals_set_flag():  # a second Ctrl-C must not cut the save short
             stopped.embeddings.save(partial)
+        resume = ["embedtrain", "train", corpus_path, "--resume", partial, "-o", args.output]
+        for flag, path in (("--save-output", args.save_output), ("--save-model", args.save_model)):
+            resume += [flag, path] if path else []
         print(
-            f"embedtrain: interrupted; model so far saved to {partial} (continue with: "
-            f"embedtrain train {corpus_path} --resume {partial} -o {args.output})",
+            f"embedtrain: interrupted; model so far saved to {partial} "
+            f"(continue with: {shlex.join(resume)})",
             file=sys.stderr,
         )
         return EXIT_INTERRUPTED
@@ -393,20 +398,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-class _LogFormat(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
+class _LogLines(logging.Handler):
+    """``embedtrain: [warning: ]message`` on stderr, through tqdm so that a progress bar
+    on screen is redrawn below the line instead of being cut by it."""
+
+    def emit(self, record: logging.LogRecord) -> None:
         level = "warning: " if record.levelno >= logging.WARNING else ""
-        return f"embedtrain: {level}{record.getMessage()}"
+        tqdm.write(f"embedtrain: {level}{record.getMessage()}", file=sys.stderr)
 
 
-def _show_log(quiet: bool) -> None:
-    """The library's log records as ``embedtrain: ...`` lines on stderr (warnings only
-    with --quiet)."""
+@contextmanager
+def _show_log(quiet: bool) -> Iterator[None]:
+    """While inside, the library's log records as ``embedtrain: ...`` lines on stderr
+    (warnings only with --quiet); the logger is left as it was after."""
     logger = logging.getLogger("embedtrain")
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_LogFormat())
-    logger.handlers[:] = [handler]
+    saved = logger.handlers[:], logger.level, logger.propagate
+    logger.handlers[:] = [_LogLines()]
     logger.setLevel(logging.WARNING if quiet else logging.INFO)
+    logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.handlers[:], level, logger.propagate = saved
+        logger.setLevel(level)
 
 
 def _load_libraries() -> str | None:
@@ -427,9 +441,8 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     parser = build_parser()
     args = parser.parse_args(argv)
-    _show_log(getattr(args, "quiet", False))
     try:
-        with stop_signals_interrupt():
+        with _show_log(getattr(args, "quiet", False)), stop_signals_interrupt():
             return args.run(args)
     except EmbedtrainError as exc:
         print(f"embedtrain: error: {exc}", file=sys.stderr)
@@ -437,6 +450,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("embedtrain: interrupted; nothing was written", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # stdout's reader left (``| head``): nothing more to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_USAGE
     except MemoryError:
         print(
             "embedtrain: error: out of memory; try a larger --min-count or smaller --dim",

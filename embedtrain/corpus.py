@@ -21,6 +21,7 @@ import shutil
 import stat
 import sys
 import tempfile
+import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from importlib import resources
 from pathlib import Path
@@ -33,8 +34,20 @@ BLOCK_BYTES = 1 << 14  # small blocks keep each block's token objects in cache
 DEFAULT_MAX_SENTENCE_LENGTH = Settings.max_sentence_length
 STDIN = "-"
 SENTENCES_PER_BLOCK = 4096  # in-memory sentences handed on per block
-#: The corpus shipped with the package (WordNet 3.0 glosses; its copyright notice beside it).
-SHIPPED_CORPUS = resources.files("embedtrain.corpora") / "wordnet-glosses.txt.xz"
+SHIPPED_CORPUS_NAME = "wordnet-glosses.txt.xz"
+
+
+def shipped_corpus() -> Path:
+    """The corpus shipped with the package (WordNet 3.0 glosses; its copyright notice
+    beside it), installed as package data."""
+    try:
+        return Path(str(resources.files("embedtrain.corpora") / SHIPPED_CORPUS_NAME))
+    except ModuleNotFoundError:
+        raise CorpusError(
+            "the shipped corpus is not installed (pip install -e . or pip install .)"
+        ) from None
+
+
 #: The binary check looks at the first 64 KiB of each file (after decompression): enough
 #: to see a binary's or compressed stream's bytes, and cheap even for many small files.
 TEXT_CHECK_BYTES = 1 << 16
@@ -214,7 +227,7 @@ class Corpus:
                     yield out
         except OSError as exc:
             raise CorpusError(f"cannot read corpus {source}: {exc.strerror or exc}") from exc
-        except (EOFError, lzma.LZMAError, gzip.BadGzipFile) as exc:
+        except (EOFError, lzma.LZMAError, zlib.error) as exc:  # gzip's BadGzipFile is an OSError
             raise CorpusError(
                 f"cannot read corpus {source}: corrupt compressed data ({exc})"
             ) from exc
@@ -454,7 +467,7 @@ def open_corpus(
     a re-iterable of token lists, or a one-shot iterator of them (spooled once).
     ``allow_binary`` reads files that do not look like text (see :class:`Corpus`)."""
     if corpus is None:
-        return Corpus(str(SHIPPED_CORPUS), max_sentence_length)
+        return Corpus(shipped_corpus(), max_sentence_length)
     if isinstance(corpus, str | os.PathLike):
         return Corpus(corpus, max_sentence_length, allow_binary)
     if (

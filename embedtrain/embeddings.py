@@ -16,9 +16,9 @@ from embedtrain.evaluate import (
     evaluate,
 )
 from embedtrain.export import is_binary_path, save_word2vec
+from embedtrain.history import EpochReport
 from embedtrain.model import Model
 from embedtrain.settings import Settings
-from embedtrain.training import EpochReport
 
 
 class Embeddings:
@@ -143,9 +143,10 @@ class Embeddings:
 
     def save_output_vectors(self, path: str | Path, binary: bool | None = None) -> None:
         """Write :attr:`output_vectors` as :meth:`save_vectors` writes the input vectors."""
-        outputs = self.output_vectors
-        if outputs is None:
-            raise ModelFileError("these embeddings have no per-word output vectors")
+        if self._model is None:
+            raise SettingsError("vectors loaded from a word2vec file have no output vectors")
+        self._model.head.require_output_vectors(self._model.settings.head)
+        outputs = self._model.head.output_vectors()
         save_word2vec(path, self.words, outputs, is_binary_path(path) if binary is None else binary)
 
     def save(self, path: str | Path) -> None:

@@ -4,6 +4,7 @@ similarity), so figures are comparable with every gensim user's."""
 from __future__ import annotations
 
 import logging
+import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -50,7 +51,7 @@ def load_vectors(path: str | Path):
         raise ModelFileError(f"vectors file {path} does not exist")
     try:
         return KeyedVectors.load_word2vec_format(str(path), binary=is_binary_path(path))
-    except (ValueError, UnicodeDecodeError, EOFError, IndexError) as exc:
+    except (ValueError, UnicodeDecodeError, EOFError, IndexError, OSError, zlib.error) as exc:
         raise ModelFileError(
             f"{path} is not a word2vec {'binary' if is_binary_path(path) else 'text'} file ({exc})"
         ) from exc
@@ -76,9 +77,12 @@ def evaluate(
     for path in analogies if analogies is not None else default_analogies():
         _check_readable(path)
         total = _count_analogy_questions(path)
-        accuracy, sections = vectors.evaluate_word_analogies(
-            path, restrict_vocab=restrict_vocab, case_insensitive=True
-        )
+        try:
+            accuracy, sections = vectors.evaluate_word_analogies(
+                path, restrict_vocab=restrict_vocab, case_insensitive=True
+            )
+        except (ValueError, OSError) as exc:  # no ": section" line, not UTF-8 text, ...
+            raise SettingsError(f"{path} is not an analogy file ({exc})") from exc
         overall = sections[-1]
         done = len(overall["correct"]) + len(overall["incorrect"])
         value = float(accuracy) if done else float("nan")
@@ -92,6 +96,8 @@ def evaluate(
         except ValueError:  # gensim: no pair has both words in the vocabulary
             scores.append(Score("similarity", Path(path).name, float("nan"), 0.0))
             continue
+        except (OSError, IndexError) as exc:  # not text, or not word pairs with a score
+            raise SettingsError(f"{path} is not a word-pair similarity file ({exc})") from exc
         scores.append(
             Score("similarity", Path(path).name, float(spearman[0]), 1.0 - oov_percent / 100.0)
         )

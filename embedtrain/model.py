@@ -21,11 +21,13 @@ from embedtrain.atomic import atomic_write
 from embedtrain.backend import Ops
 from embedtrain.errors import CorpusError, ModelFileError, SettingsError
 from embedtrain.heads import Head, head_kind
+from embedtrain.history import EpochReport
 from embedtrain.settings import Settings
 from embedtrain.vocab import Vocabulary
 
 FORMAT_VERSION = 2  # 2: the factored heads save V and [Q; U; U^-T], not W
 READABLE_FORMATS = (1, 2)
+_ZIP_MAGIC = b"PK\x03\x04"
 #: What the zip and zlib readers raise on a damaged archive, besides OSError/ValueError.
 _DAMAGED = (
     zipfile.BadZipFile,
@@ -137,9 +139,9 @@ class Model:
                 head = {k[5:]: data[k] for k in data.files if k.startswith("head.")}
                 total = int(header["total_corpus_words"])
                 words_done = int(header["words_done"])
-                history = list(header.get("history", []))
+                history = [EpochReport.from_dict(r).as_dict() for r in header.get("history", [])]
                 epoch_words = int(header.get("epoch_words", 0))
-            except (OSError, ValueError, KeyError, TypeError, EOFError) as exc:
+            except (OSError, ValueError, KeyError, TypeError, AttributeError, EOFError) as exc:
                 raise ModelFileError(
                     f"{path} is not an embedtrain model file ({_reason(exc)})"
                 ) from exc
@@ -166,11 +168,26 @@ class Model:
         return cls(vocab, settings, ops, vectors, head, words_done, history, epoch_words)
 
 
+def is_model_file(path: str | Path) -> bool:
+    """Whether ``path`` is a zip archive, the container of a model file (word2vec vectors
+    are text or raw floats)."""
+    try:
+        with open(path, "rb") as stream:
+            return stream.read(len(_ZIP_MAGIC)) == _ZIP_MAGIC
+    except FileNotFoundError:
+        raise ModelFileError(f"file {path} does not exist") from None
+    except OSError as exc:
+        raise ModelFileError(f"cannot read {path}: {exc.strerror or exc}") from exc
+
+
 @contextmanager
 def _open_model(path: str | Path) -> Iterator:
     """The model file's arrays, loaded lazily; unreadable files are :class:`ModelFileError`."""
-    if not Path(path).is_file():
-        raise ModelFileError(f"model file {path} does not exist")
+    if not is_model_file(path):
+        raise ModelFileError(
+            f"{path} is not a model saved by embedtrain (word2vec vectors cannot be resumed: "
+            "they hold no output layer or word counts; save with --save-model)"
+        )
     try:
         data = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError) as exc:

@@ -3,6 +3,7 @@ validation, defined once for the Python API and the command line."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields, replace
 from numbers import Integral, Real
 from typing import Any
@@ -55,6 +56,9 @@ class Settings:
             if isinstance(value, bool) or not isinstance(value, expected):
                 kind = _TYPE_NAMES[expected]
                 raise SettingsError(f"--{_flag(name)} must be {kind}, not {value!r}")
+        for name, value in self.to_dict().items():
+            if isinstance(value, float) and not math.isfinite(value):
+                raise SettingsError(f"--{_flag(name)} must be a finite number, not {value}")
         checks = [
             (self.model in MODELS, f"--model must be one of {', '.join(MODELS)}"),
             (self.dim > 0, "--dim must be positive"),

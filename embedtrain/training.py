@@ -3,13 +3,14 @@ divergence and Ctrl-C. It drives an engine and never knows which head is inside.
 
 from __future__ import annotations
 
+import logging
 import math
 import queue
 import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 
 from tqdm import tqdm
 
@@ -17,36 +18,13 @@ from embedtrain.batching import EncodedCorpus, job_words, prefetch
 from embedtrain.corpus import Corpus, SentenceCorpus
 from embedtrain.engines import make_engine
 from embedtrain.errors import CorpusError, StopTraining, TrainingDiverged
+from embedtrain.history import EpochReport
 from embedtrain.model import Model
 from embedtrain.settings import Settings
 from embedtrain.signals import signals_set_flag
 from embedtrain.vocab import Vocabulary, build_vocabulary
 
-
-@dataclass
-class EpochReport:
-    """What one epoch (or the part of it a run trained) did; what callbacks receive."""
-
-    epoch: int  # 1-based
-    loss: float  # float64 sum over the epoch's examples
-    examples: int
-    words: int  # in-vocabulary corpus words, before subsampling
-    seconds: float
-
-    @property
-    def mean_loss(self) -> float:
-        return self.loss / max(self.examples, 1)
-
-    @property
-    def words_per_second(self) -> float:
-        return self.words / max(self.seconds, 1e-9)
-
-    def as_dict(self) -> dict[str, float]:
-        return {**asdict(self), "mean_loss": self.mean_loss}
-
-    @classmethod
-    def from_dict(cls, values: dict) -> EpochReport:
-        return cls(**{f.name: values[f.name] for f in fields(cls)})
+log = logging.getLogger("embedtrain")
 
 
 #: A callback gets each epoch's report; returning False (or raising StopTraining) stops.
@@ -63,7 +41,7 @@ class TrainingResult:
 def scan_vocabulary(
     corpus: Corpus | SentenceCorpus, settings: Settings, quiet: bool = False
 ) -> Vocabulary:
-    """Count the corpus once and build the vocabulary; an empty result is a usage error."""
+    """Count the corpus once and build the vocabulary; an empty result is a :class:`CorpusError`."""
     with tqdm(desc="vocabulary", unit="word", unit_scale=True, disable=quiet) as bar:
 
         def blocks():
@@ -166,47 +144,48 @@ def run_training(
     epoch_words = encoded.words
     result = TrainingResult()
     total = epoch_words * settings.epochs
-    with (
-        signals_set_flag() as stop,
-        tqdm(
-            total=total,
-            initial=min(model.words_done, total),
-            unit="word",
-            unit_scale=True,
-            disable=quiet,
-            smoothing=0.1,
-            dynamic_ncols=True,
-        ) as bar,
-    ):
-        while model.words_done < total:
-            epoch, skip = divmod(model.words_done, epoch_words)
-            bar.set_description(f"epoch {epoch + 1}/{settings.epochs}")
-            report = _run_epoch(model, engine, encoded, epoch, skip, bar, stop)
-            if not quiet:
-                bar.write(
-                    f"epoch {epoch + 1}/{settings.epochs}: loss {report.mean_loss:.4f} per "
-                    f"example over {report.examples:,} examples, "
-                    f"{report.words_per_second:,.0f} words/s",
-                    file=sys.stderr,
-                )
-            for notice in model.head.notices():
+    try:
+        with (
+            signals_set_flag() as stop,
+            tqdm(
+                total=total,
+                initial=min(model.words_done, total),
+                unit="word",
+                unit_scale=True,
+                disable=quiet,
+                smoothing=0.1,
+                dynamic_ncols=True,
+            ) as bar,
+        ):
+            while model.words_done < total:
+                epoch, skip = divmod(model.words_done, epoch_words)
+                bar.set_description(f"epoch {epoch + 1}/{settings.epochs}")
+                report = _run_epoch(model, engine, encoded, epoch, skip, bar, stop)
                 if not quiet:
-                    bar.write(notice, file=sys.stderr)
-            if not model.head.check_finite() or not _finite(model):
-                raise TrainingDiverged(
-                    f"training diverged in epoch {epoch + 1} (non-finite parameters); "
-                    "try a smaller --lr"
-                )
-            if report.words:  # an epoch stopped before its first job did nothing
-                result.epochs.append(report)
-                model.history.append(report.as_dict())
-            if stop.is_set():
-                result.interrupted = True
-                break
-            if not _callbacks_continue(callbacks, report):
-                result.stopped_early = True
-                break
-    model.ops.release_memory()  # the GPU memory pool's cached blocks (minibatch temporaries)
+                    bar.write(
+                        f"epoch {epoch + 1}/{settings.epochs}: loss {report.mean_loss:.4f} per "
+                        f"example over {report.examples:,} examples, "
+                        f"{report.words_per_second:,.0f} words/s",
+                        file=sys.stderr,
+                    )
+                for notice in model.head.notices():
+                    log.warning(notice)
+                if not model.head.check_finite() or not _finite(model):
+                    raise TrainingDiverged(
+                        f"training diverged in epoch {epoch + 1} (non-finite parameters); "
+                        "try a smaller --lr"
+                    )
+                if report.words:  # an epoch stopped before its first job did nothing
+                    result.epochs.append(report)
+                    model.history.append(report.as_dict())
+                if stop.is_set() and model.words_done < total:  # a finished run is not interrupted
+                    result.interrupted = True
+                    break
+                if not _callbacks_continue(callbacks, report):
+                    result.stopped_early = True
+                    break
+    finally:
+        model.ops.release_memory()  # the GPU pool's cached blocks (minibatch temporaries)
     return result
 
 
@@ -227,6 +206,13 @@ def _finite(model: Model) -> bool:
 
 def _run_epoch(model, engine, encoded, epoch: int, skip: int, bar: tqdm, stop) -> EpochReport:
     source = _JobSource(model, encoded, epoch, skip, stop)
+    try:
+        return _train_jobs(model, engine, source, epoch, bar, stop)
+    finally:
+        source.jobs.close()  # stops and joins the prefetch thread before the file closes
+
+
+def _train_jobs(model, engine, source, epoch: int, bar: tqdm, stop) -> EpochReport:
     results: queue.Queue = queue.Queue()
 
     def work() -> None:

@@ -143,10 +143,6 @@ class HuffmanTree:
     points: np.ndarray  # int32, (V, max_length)
     lengths: np.ndarray  # int32, (V,)
 
-    @property
-    def inner_nodes(self) -> int:
-        return max(len(self.lengths) - 1, 1)
-
 
 def huffman_tree(counts: np.ndarray) -> HuffmanTree:
     """Build the Huffman tree of word2vec.c (counts must be sorted, decreasing)."""

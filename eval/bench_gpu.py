@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from embedtrain.backend import NumpyOps, Ops, gpu_ops
-from embedtrain.corpus import SHIPPED_CORPUS
+from embedtrain.corpus import shipped_corpus
 from embedtrain.errors import GpuUnavailable
 from embedtrain.heads import head_kind
 from embedtrain.settings import Settings
@@ -93,7 +93,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("corpus", type=Path, nargs="?", default=SHIPPED_CORPUS)
+    parser.add_argument("corpus", type=Path, nargs="?", default=shipped_corpus())
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--vocab-size", type=int, default=50_000)
     parser.add_argument("--dims", type=int, nargs="+", default=[100, 300])

@@ -215,6 +215,7 @@ def test_a_signal_interrupts_with_the_model_so_far(corpus_file, tmp_path):
         ("no/such/file.txt", {}, embedtrain.CorpusError, "does not exist"),
         ([["a", "b"]], {"dim": 0}, embedtrain.SettingsError, "--dim must be positive"),
         ([["a"]], {"lr": 0.01, "min_lr": 0.02}, embedtrain.SettingsError, "--min-lr"),
+        ([["a"]], {"ns_exponent": float("nan")}, embedtrain.SettingsError, "finite"),
         ([["a", "b"]], {"dim": "ten"}, embedtrain.SettingsError, "integer"),
         ([["a", "b"]], {"dimension": 5}, embedtrain.SettingsError, "unknown option"),
         ([["a", "b"]], {"head": "nope"}, embedtrain.SettingsError, "--head"),

@@ -484,3 +484,28 @@ def test_a_long_output_name_trains(capsys, structured_corpus, tmp_path):
     code, _, err = run_cli(capsys, "train", structured_corpus, "-o", out, *FAST)
     assert code == 0, err
     assert out.read_text().split("\n", 1)[0].endswith(" 16")
+
+
+def test_resuming_word2vec_vectors_says_why_not(capsys, trained, structured_corpus, tmp_path):
+    result = run_cli(
+        capsys, "train", structured_corpus, "-o", tmp_path / "w.txt", "--resume", trained
+    )
+    assert_usage_error(*result, "cannot be resumed")
+
+
+@pytest.mark.parametrize("content", [b"no section header\na b c d\n", bytes(range(256)) * 20])
+def test_a_bad_analogy_file_is_one_line(capsys, trained, tmp_path, content):
+    bad = tmp_path / "analogies.txt"
+    bad.write_bytes(content)
+    result = run_cli(capsys, "eval", trained, "--analogies", bad)
+    assert_usage_error(*result, "not an analogy file")
+
+
+def test_a_closed_stdout_is_not_a_traceback(structured_corpus):
+    """``embedtrain train -o - | head -1``: the reader leaves early."""
+    command = train_process(structured_corpus, "-", "--dim", "8", "--epochs", "1", "--quiet")
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process.stdout.readline()
+    process.stdout.close()
+    _, err = process.communicate(timeout=300)
+    assert "Traceback" not in err.decode() and process.returncode in (0, 2)

@@ -321,3 +321,13 @@ def test_a_cut_multibyte_sequence_counts_its_bytes(tmp_path, tail, bad):
     reader = Corpus(path)
     list(reader.sentences())
     assert reader.bad_bytes == bad
+
+
+def test_a_corrupted_gzip_stream_is_a_corpus_error(tmp_path):
+    """A flipped byte inside the deflate data is a zlib error, not a traceback."""
+    data = bytearray(gzip.compress(("the cat sat on the mat\n" * 5000).encode()))
+    data[len(data) // 2] ^= 0xFF
+    path = tmp_path / "c.txt.gz"
+    path.write_bytes(bytes(data))
+    with pytest.raises(CorpusError, match="cannot read corpus"):
+        list(Corpus(path).sentences())

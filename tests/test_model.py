@@ -134,7 +134,7 @@ def test_missing_and_extra_arrays(saved, tmp_path):
 def test_not_a_model_at_all(tmp_path):
     single = tmp_path / "single.npy"
     np.save(single, np.zeros(3))
-    check_refused(single, "not an embedtrain model")
+    check_refused(single, "not a model saved by embedtrain")
     archive = tmp_path / "other.zip"
     with zipfile.ZipFile(archive, "w") as out:
         out.writestr("readme.txt", "hello")
@@ -165,3 +165,9 @@ def test_a_finished_model_resumed_with_the_same_epochs_is_unchanged(tmp_path):
     again = embedtrain.train(sentences, resume=path, epochs=2, progress=False)
     np.testing.assert_array_equal(again.vectors, emb.vectors)
     assert [r.epoch for r in again.history] == [1, 2]
+
+
+def test_a_forged_history_is_refused(saved, tmp_path):
+    arrays = arrays_of(saved)
+    header = header_of(arrays)
+    check_refused(forged(tmp_path, arrays, header={**header, "history": [1]}))

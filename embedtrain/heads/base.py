@@ -96,6 +96,15 @@ class Head(ABC):
     batch_limit_reason: ClassVar[str] = ""
 
     @classmethod
+    def require_output_vectors(cls, name: str) -> None:
+        """:class:`SettingsError` unless the head keeps one output vector per word."""
+        if not cls.has_output_vectors:
+            raise SettingsError(
+                f"--save-output: the {name} head has no per-word output vectors "
+                "(hierarchical softmax's output rows belong to the Huffman tree's inner nodes)"
+            )
+
+    @classmethod
     def batch_size(cls, settings: Settings) -> int:
         """Examples per minibatch on the batched engine: ``batch_size`` or the default."""
         return settings.batch_size or cls.default_batch_size
