@@ -44,6 +44,7 @@ EXACT = "tests/test_exact_heads.py"
 EXPORT = "tests/test_export.py"
 KERNELS = "tests/test_kernels.py"
 MODEL = "tests/test_model.py"
+RNG = "tests/test_rng.py"
 SPARSE = "tests/test_sparse_heads.py"
 TRAINING = "tests/test_training.py"
 VOCAB = "tests/test_vocab.py"
@@ -226,14 +227,14 @@ MUTANTS: list[Mutant] = [
         "rng.py",
         "(next_random(rng) >> np.uint64(11))",
         "(next_random(rng) >> np.uint64(10))",
-        (KERNELS, SPARSE, VOCAB),
+        (RNG, KERNELS, SPARSE, VOCAB),
         "uniform() shifted one bit too little: draws in [0, 2)",
     ),
     m(
         "rng.py",
         "return x * np.uint64(2685821657736338717)",
         "return x",
-        (KERNELS, SPARSE, VOCAB),
+        (RNG, KERNELS, SPARSE, VOCAB),
         "xorshift64 without the * multiplier (weak low bits feed % window)",
     ),
     # --- engines.py ---
@@ -454,7 +455,7 @@ MUTANTS: list[Mutant] = [
         "training.py",
         "going_on = callback(report) is not False and going_on",
         "going_on = going_on and callback(report) is not False",
-        (API,),
+        (TRAINING, API),
         "callbacks after one that stops are not called",
     ),
     # --- model.py ---
@@ -469,7 +470,7 @@ MUTANTS: list[Mutant] = [
         "model.py",
         "self.words_done > self.epoch_words * self.settings.epochs",
         "self.words_done >= self.epoch_words * self.settings.epochs",
-        (API, TRAINING),
+        (MODEL, API, TRAINING),
         "a finished model cannot be resumed with the same --epochs (> vs >=)",
     ),
     m(
@@ -586,9 +587,9 @@ MUTANTS: list[Mutant] = [
     ),
     # --- api.py ---
     m(
-        "api.py",
-        "        _check_model_file(resume)\n",
-        "",
+        "model.py",
+        "    if not is_model_file(path):\n        raise ModelFileError(\n",
+        "    if False:\n        raise ModelFileError(\n",
         (API,),
         "resume from word2vec vectors not refused with the documented message",
     ),

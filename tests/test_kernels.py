@@ -249,3 +249,42 @@ def test_batched_engine_interpolates_the_rate_across_the_job():
     engine.run_job(np.append(np.arange(LENGTH, dtype=np.int32), np.int32(-1)), 0.1, 0.0, 0)
     expected = [0.1 * (1 - start / LENGTH) for start in range(0, LENGTH, 8)]
     assert head.rates == pytest.approx(expected)
+
+
+def test_batched_noise_draws_are_independent_of_the_subsampling_draws():
+    """Each job seeds the windows' stream and the head's noise stream differently: with
+    keep = 1/2 and a uniform noise distribution, "position 0 was kept" and "the first
+    noise word is in the lower half" agree about half the time over 200 jobs (the same
+    stream would make them agree every time)."""
+    from embedtrain.engines import BatchedEngine
+    from embedtrain.model import Model
+    from embedtrain.settings import Settings
+    from embedtrain.vocab import Vocabulary
+
+    counts = np.full(100, 10)
+    vocab = Vocabulary([f"w{i}" for i in range(100)], counts, 1000)
+    settings = Settings(model="cbow", head="ns", dim=4, window=WINDOW, sample=0, batch_size=4096)
+    model = Model(vocab, settings, NumpyOps())
+    head = model.head
+    first: dict[str, np.ndarray] = {}
+    real_step, real_noise = head.batch_step, head.draw_noise
+
+    def step(hidden, targets, lr):
+        first.setdefault("targets", targets[:, 0].copy())
+        return real_step(hidden, targets, lr)
+
+    def noise(shape):
+        drawn = real_noise(shape)
+        first.setdefault("noise", np.asarray(drawn).ravel().copy())
+        return drawn
+
+    head.batch_step, head.draw_noise = step, noise
+    engine = BatchedEngine(model, np.full(100, 0.5, dtype=np.float32))
+    job = np.append(np.arange(100, dtype=np.int32), np.int32(-1))
+    agree = 0
+    for seed in range(200):
+        first.clear()
+        engine.run_job(job, 0.001, 0.001, seed)
+        kept = first["targets"][0] == 0
+        agree += kept == (first["noise"][0] < 50)
+    assert 0.3 < agree / 200 < 0.7
