@@ -139,7 +139,10 @@ def _check_text(head: bytes, name: str) -> None:
     elif b"\0" in head:
         reason = "it contains NUL bytes (binary data or UTF-16 text)"
     elif bad > MAX_BAD_BYTE_SHARE * max(len(head), _MIN_JUDGED_BYTES):
-        reason = f"{bad:,} of its first {len(head):,} bytes are not UTF-8"
+        reason = (
+            f"{bad:,} of its first {len(head):,} bytes are not UTF-8 (if it is text in another "
+            "encoding, convert it: iconv -f latin1 -t utf-8)"
+        )
     else:
         return
     raise CorpusError(

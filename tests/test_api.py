@@ -401,3 +401,38 @@ def test_a_zero_vector_has_similarity_zero_not_nan():
     answers = dict(emb.most_similar("a", n=2))
     assert answers == {"z": 0.0, "b": 0.0}
     assert all(np.isfinite(s) for _, s in emb.most_similar("z", n=2))
+
+
+def test_a_signal_during_the_last_job_is_not_an_interruption(monkeypatch, long_corpus):
+    """The stop flag rises while the run's very last job is handed out: that job finishes
+    the run, so it returns normally (the CLI then writes every output)."""
+    import contextlib
+    import threading
+
+    from embedtrain import training
+
+    settings = {**FAST, "epochs": 1, "device": "cpu"}
+    counted = []
+    real_job_words = training.job_words
+
+    def count(job):
+        counted.append(job.size)
+        return real_job_words(job)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(training, "job_words", count)
+        embedtrain.train(long_corpus, progress=False, **settings)
+    jobs = len(counted)
+    flag = threading.Event()
+    handed_out = []
+
+    def last_one_signals(job):
+        handed_out.append(job.size)
+        if len(handed_out) == jobs:
+            flag.set()
+        return real_job_words(job)
+
+    monkeypatch.setattr(training, "job_words", last_one_signals)
+    monkeypatch.setattr(training, "signals_set_flag", lambda: contextlib.nullcontext(flag))
+    emb = embedtrain.train(long_corpus, progress=False, **settings)
+    assert flag.is_set() and [r.epoch for r in emb.history] == [1]
