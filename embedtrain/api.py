@@ -20,11 +20,11 @@ from embedtrain.settings import Settings
 from embedtrain.training import Callback, encode_corpus, run_training, scan_vocabulary
 
 log = logging.getLogger("embedtrain")
-Corpus = str | os.PathLike | Sequence[str | os.PathLike] | Iterable[Sequence[str]] | None
+CorpusSource = str | os.PathLike | Sequence[str | os.PathLike] | Iterable[Sequence[str]] | None
 
 
 def train(
-    corpus: Corpus = None,
+    corpus: CorpusSource = None,
     *,
     progress: bool = True,
     callbacks: Sequence[Callback] = (),

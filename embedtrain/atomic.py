@@ -43,12 +43,11 @@ def atomic_write(path: str | Path) -> Iterator[BinaryIO]:
         except OSError as exc:
             raise OutputError(f"cannot write to stdout: {exc.strerror or exc}") from exc
         return
-    target = _final_target(path)
-    if _is_stream(target):
+    target, existing = _final_target(path)
+    if _streamed(existing):
         with _opened(target, "wb") as out:
             yield out
         return
-    previous = _existing_mode(target)
     try:
         handle, temporary = _temporary_beside(target)
     except OSError as exc:
@@ -58,7 +57,7 @@ def atomic_write(path: str | Path) -> Iterator[BinaryIO]:
             yield out
             out.flush()
             os.fsync(out.fileno())
-        _keep_mode(temporary, previous)
+        _keep_mode(temporary, existing)
         os.replace(temporary, target)
     except OSError as exc:
         Path(temporary).unlink(missing_ok=True)
@@ -75,8 +74,8 @@ def check_writable(path: str | Path) -> None:
         raise OutputError("an output name is empty")
     if str(path) == STDOUT:
         return
-    target = _final_target(path)
-    if _is_stream(target):
+    target, existing = _final_target(path)
+    if _streamed(existing):
         if not os.access(target, os.W_OK):
             raise OutputError(f"cannot write {path}: permission denied")
         return
@@ -91,33 +90,31 @@ def check_writable(path: str | Path) -> None:
     Path(temporary).unlink(missing_ok=True)
 
 
-def _final_target(path: str | Path) -> Path:
-    """The file a write to ``path`` must change: symbolic links followed (a dangling link
-    gets its target created); a FIFO or character device as named (``/dev/stdout`` leads
-    to a pipe with no path of its own); refused if a directory, block device or socket."""
+def _final_target(path: str | Path) -> tuple[Path, os.stat_result | None]:
+    """The file a write to ``path`` must change and its status (None: it does not exist
+    yet): a FIFO or character device as named (``/dev/stdout`` leads to a pipe with no
+    path of its own); otherwise symbolic links followed (a dangling link gets its target
+    created). Directories, block devices and sockets are refused."""
     try:
-        mode = os.stat(path).st_mode
+        existing = os.stat(path)
     except FileNotFoundError:
-        return Path(os.path.realpath(path))
+        return Path(os.path.realpath(path)), None
     except OSError as exc:
         raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from exc
-    if stat.S_ISFIFO(mode) or stat.S_ISCHR(mode):
-        return Path(path)
-    target = Path(os.path.realpath(path))
-    if stat.S_ISDIR(mode):
+    if _streamed(existing):
+        return Path(path), existing
+    if stat.S_ISDIR(existing.st_mode):
         raise OutputError(f"cannot write {path}: it is a directory")
-    if not (stat.S_ISREG(mode) or stat.S_ISFIFO(mode) or stat.S_ISCHR(mode)):
+    if not stat.S_ISREG(existing.st_mode):
         raise OutputError(f"cannot write {path}: not a regular file, FIFO or character device")
-    return target
+    return Path(os.path.realpath(path)), existing
 
 
-def _is_stream(target: Path) -> bool:
+def _streamed(existing: os.stat_result | None) -> bool:
     """FIFOs and character devices are written in place: they cannot be replaced."""
-    try:
-        mode = target.stat().st_mode
-    except OSError:
-        return False
-    return stat.S_ISFIFO(mode) or stat.S_ISCHR(mode)
+    return existing is not None and (
+        stat.S_ISFIFO(existing.st_mode) or stat.S_ISCHR(existing.st_mode)
+    )
 
 
 @contextmanager
@@ -132,13 +129,6 @@ def _opened(target: Path, mode: str) -> Iterator[BinaryIO]:
 def _temporary_beside(target: Path) -> tuple[int, str]:
     prefix = f".{target.name[:_TEMPORARY_NAME_CHARS]}."
     return tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=target.parent)
-
-
-def _existing_mode(target: Path) -> os.stat_result | None:
-    try:
-        return target.stat()
-    except OSError:
-        return None
 
 
 def _keep_mode(temporary: str, previous: os.stat_result | None) -> None:

@@ -135,8 +135,9 @@ def choose_engine(settings: Settings) -> tuple[str, Ops]:
     - ``auto``: ``compiled`` where it can run (ns and hs on the CPU, i.e. ``device`` cpu,
       or auto without a usable GPU), ``batched`` otherwise (a GPU, the exact heads).
     """
+    has_compiled_step = head_kind(settings.head).has_compiled_step
     if settings.engine == "compiled":
-        if not head_kind(settings.head).has_compiled_step:
+        if not has_compiled_step:
             raise SettingsError(
                 f"--engine compiled: the {settings.head} head has no compiled per-example "
                 "step (use --engine batched or auto)"
@@ -147,7 +148,7 @@ def choose_engine(settings: Settings) -> tuple[str, Ops]:
     ops = select_ops(settings.device)
     if settings.engine == "batched":
         return "batched", ops
-    compiled = head_kind(settings.head).has_compiled_step and ops.runs_compiled_kernels
+    compiled = has_compiled_step and ops.runs_compiled_kernels
     return ("compiled" if compiled else "batched"), ops
 
 

@@ -74,23 +74,24 @@ def numeric_gradient(f, x: np.ndarray, eps: float = 1e-6) -> np.ndarray:
     return grad
 
 
-def train_model(corpus_path, ops=None, engine=None, callbacks=(), **overrides):
-    """(model, result) of a quiet run on ``corpus_path``: the API's pipeline, with the
-    backend (``ops``) or engine forced where a test pins one."""
+def train_model(corpus_path, callbacks=(), **options):
+    """(model, result) of a quiet run on ``corpus_path``: the API's pipeline (the engine and
+    backend chosen by the settings, as ``embedtrain.train`` chooses them), exposing the
+    model and the training result that the API wraps."""
     from embedtrain.corpus import Corpus
     from embedtrain.engines import choose_engine
     from embedtrain.model import Model
     from embedtrain.settings import Settings
     from embedtrain.training import encode_corpus, run_training, scan_vocabulary
 
-    settings = Settings.from_options(**overrides)
-    chosen, chosen_ops = choose_engine(settings)
+    settings = Settings.from_options(**options)
+    engine, ops = choose_engine(settings)
     with Corpus(corpus_path) as corpus:
         vocab = scan_vocabulary(corpus, settings, quiet=True)
-        model = Model(vocab, settings, ops or chosen_ops)
+        model = Model(vocab, settings, ops)
         encoded = encode_corpus(corpus, vocab, quiet=True)
         try:
-            result = run_training(model, encoded, engine or chosen, True, callbacks)
+            result = run_training(model, encoded, engine, True, callbacks)
         finally:
             encoded.close()
     return model, result

@@ -41,6 +41,11 @@ class LogisticUnitsHead(Head):
             self.output = ops.xp.zeros(shape, dtype=np.float32)
         else:
             self.output = ops.asarray(parameters["output"], dtype=np.float32)
+        self._prepare(vocab, settings, seed)
+
+    def _prepare(self, vocab: Vocabulary, settings: Settings, seed: int) -> None:
+        """Build what the head derives from the vocabulary and seed (noise table and its
+        random stream, Huffman tree)."""
 
     def _units(self, words: Any) -> tuple[Any, Any, Any]:
         """Rows, labels and a 0/1 mask (all ``(P, R)``) for the target words ``(P,)``."""
@@ -87,22 +92,14 @@ class NegativeSampling(LogisticUnitsHead):
         if settings.negative < 1:
             raise SettingsError("--head ns needs --negative >= 1")
 
-    def __init__(
-        self,
-        vocab: Vocabulary,
-        settings: Settings,
-        ops: Ops,
-        seed: int,
-        parameters: dict[str, np.ndarray] | None = None,
-    ) -> None:
-        super().__init__(vocab, settings, ops, seed, parameters)
-        self.random = ops.random_state(seed)
+    def _prepare(self, vocab: Vocabulary, settings: Settings, seed: int) -> None:
+        self.random = self.ops.random_state(seed)
         table = alias_table(vocab.noise_distribution(settings.ns_exponent))
         self.negative = settings.negative
         self._alias_probability = table.probability
         self._alias_index = table.alias
-        self._device_probability = ops.asarray(table.probability)
-        self._device_alias = ops.asarray(table.alias)
+        self._device_probability = self.ops.asarray(table.probability)
+        self._device_alias = self.ops.asarray(table.alias)
 
     def reseed(self, seed: int) -> None:
         self.random = self.ops.random_state(seed)
@@ -145,19 +142,11 @@ class HierarchicalSoftmax(LogisticUnitsHead):
     # the top rows: 256 examples (~2,500 pairs) diverged at lr 0.025 on WordNet glosses.
     default_batch_size = 64
 
-    def __init__(
-        self,
-        vocab: Vocabulary,
-        settings: Settings,
-        ops: Ops,
-        seed: int,
-        parameters: dict[str, np.ndarray] | None = None,
-    ) -> None:
+    def _prepare(self, vocab: Vocabulary, settings: Settings, seed: int) -> None:
         self.tree = huffman_tree(vocab.counts)
-        super().__init__(vocab, settings, ops, seed, parameters)
-        self._codes = ops.asarray(self.tree.codes)
-        self._points = ops.asarray(self.tree.points.astype(np.int64))
-        self._lengths = ops.asarray(self.tree.lengths)
+        self._codes = self.ops.asarray(self.tree.codes)
+        self._points = self.ops.asarray(self.tree.points.astype(np.int64))
+        self._lengths = self.ops.asarray(self.tree.lengths)
 
     @classmethod
     def parameter_shapes(cls, vocab_size: int, settings: Settings) -> dict[str, tuple[int, ...]]:
