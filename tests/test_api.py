@@ -102,11 +102,22 @@ def test_neighbours_recover_the_generated_groups(trained):
     assert sum(hits) >= 2
 
 
-def test_evaluate_reports_the_cli_figures(trained):
+def test_evaluate_reports_the_cli_figures(trained, tmp_path, capsys):
+    """The same figures as ``embedtrain eval --json`` on the saved vectors."""
+    import json
+
     results = trained.evaluate()
     assert set(results) == {"questions-words.txt", "wordsim353.tsv", "simlex999.txt"}
     assert results["questions-words.txt"]["task"] == "analogy"
     assert results["wordsim353.tsv"]["task"] == "similarity"
+    path = tmp_path / "v.txt"
+    trained.save_vectors(path)
+    capsys.readouterr()
+    assert main(["eval", str(path), "--json"]) == 0
+    printed = {row["name"]: row for row in json.loads(capsys.readouterr().out)}
+    for name, row in results.items():
+        for key in ("score", "coverage"):
+            assert row[key] == pytest.approx(printed[name][key], nan_ok=True), (name, key)
 
 
 @pytest.mark.parametrize("name", ["v.txt", "v.bin"])
