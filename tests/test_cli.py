@@ -325,13 +325,28 @@ def test_exact_heads_on_the_shipped_corpus(capsys, tmp_path, head, exact):
     assert code == 0 and len(json.loads(report)) == 3
 
 
-def test_a_signal_while_counting_leaves_nothing(tmp_path):
+def test_a_signal_while_counting_leaves_nothing(structured_corpus, tmp_path):
     """SIGTERM during the vocabulary pass: one line, exit 130, no output, no temporary
-    file (the spool and word-id files live in TMPDIR)."""
+    file (the spool and word-id files live in TMPDIR). The corpus (the generated one, 80
+    times over: about 4M tokens) takes seconds to count, so the signal lands inside the
+    pass even on a loaded machine."""
     scratch = tmp_path / "tmp"
     scratch.mkdir()
+    big = tmp_path / "corpus" / "big.txt"
+    big.parent.mkdir()
+    big.write_bytes(structured_corpus.read_bytes() * 80)
     out = tmp_path / "v.txt"
-    command = [sys.executable, "-m", "embedtrain", "train", "-o", str(out), "--device", "cpu"]
+    command = [
+        sys.executable,
+        "-m",
+        "embedtrain",
+        "train",
+        str(big),
+        "-o",
+        str(out),
+        "--device",
+        "cpu",
+    ]
     environment = {**os.environ, "TMPDIR": str(scratch)}
     process = subprocess.Popen(command, stderr=subprocess.PIPE, env=environment)
     seen = b""
@@ -344,7 +359,7 @@ def test_a_signal_while_counting_leaves_nothing(tmp_path):
     assert process.returncode == 130, err
     assert "nothing was written" in err and "Traceback" not in err
     assert not out.exists() and list(scratch.iterdir()) == []
-    assert [p.name for p in tmp_path.iterdir() if p.name != "tmp"] == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["corpus", "tmp"]
 
 
 def test_a_signal_while_writing_finishes_every_output(capsys, structured_corpus, tmp_path):
