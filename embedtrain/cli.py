@@ -122,6 +122,16 @@ def _train_parser(commands) -> None:
         "--epsilon", type=float, help=f"spherical softmax epsilon (default: {d.epsilon})"
     )
     p.add_argument(
+        "--zloss-a",
+        type=float,
+        help=f"Z-loss sharpness a in softplus(a (b - z)) / a (default: {d.zloss_a})",
+    )
+    p.add_argument(
+        "--zloss-b",
+        type=float,
+        help=f"Z-loss margin b, in standard deviations of the output (default: {d.zloss_b})",
+    )
+    p.add_argument(
         "--exact",
         choices=EXACT_FORMS,
         help="exact heads: factored O(d^2) update or the naive O(Dd) reference "

@@ -25,8 +25,9 @@ from embedtrain.history import EpochReport
 from embedtrain.settings import Settings
 from embedtrain.vocab import Vocabulary
 
-FORMAT_VERSION = 2  # 2: the factored heads save V and [Q; U; U^-T], not W
-READABLE_FORMATS = (1, 2)
+#: 2: the factored heads save V and [Q; U; U^-T], not W; 3: [Q; U; r^T; c^T; U^-T].
+FORMAT_VERSION = 3
+READABLE_FORMATS = (1, 2, 3)
 _ZIP_MAGIC = b"PK\x03\x04"
 #: What the zip and zlib readers raise on a damaged archive, besides OSError/ValueError.
 _DAMAGED = (
@@ -154,6 +155,8 @@ class Model:
         vocab = Vocabulary(words, counts.astype(np.int64), total)
         kind = head_kind(settings.head)
         expected = kind.parameter_shapes(len(vocab), settings)
+        if header.get("format") == 2:
+            head = kind.upgraded_parameters(head, settings)
         if set(head) != set(expected) and header.get("format") == 1:
             raise ModelFileError(
                 f"{path} was saved by an older embedtrain (format 1), whose {settings.head} "

@@ -39,6 +39,8 @@ class Settings:
     seed: int = 1
     batch_size: int = 0  # examples per minibatch on the batched engine; 0: the head's default
     epsilon: float = 1e-3  # spherical softmax: P(c|h) = (o_c^2 + eps) / (|o|^2 + D eps)
+    zloss_a: float = 0.1  # Z-loss: softplus(a (b - z)) / a
+    zloss_b: float = 10.0
     exact: str = "factored"  # exact heads: "factored" (O(d^2)) or "naive" (O(Dd)) reference
     max_sentence_length: int = 10_000
     device: str = "auto"  # where the arrays live: cpu, gpu (CuPy) or auto
@@ -80,6 +82,7 @@ class Settings:
             (self.threads > 0, "--threads must be positive"),
             (self.batch_size >= 0, "--batch-size must be >= 0"),
             (self.epsilon > 0, "--epsilon must be positive"),
+            (self.zloss_a > 0, "--zloss-a must be positive"),
             (self.exact in EXACT_FORMS, f"--exact must be one of {', '.join(EXACT_FORMS)}"),
             (self.max_sentence_length > 0, "max_sentence_length must be positive"),
             (self.seed >= 0, "--seed must be >= 0"),

@@ -205,6 +205,7 @@ def cases() -> list[Case]:
         "--seed": ["-1"],
         "--batch-size": ["-1"],
         "--epsilon": ["0", "-1"],
+        "--zloss-a": ["0", "-1"],
         "--max-vocab-size": ["0"],
         "--max-final-vocab": ["0"],
         "--head": ["bogus"],

@@ -346,8 +346,19 @@ def stop_inside_the_first_epoch(monkeypatch):
         {"head": "squared", "batch_size": 16},
         {"head": "spherical", "batch_size": 16, "model": "cbow"},
         {"head": "softmax", "batch_size": 16},
+        {"head": "taylor", "batch_size": 16},
+        {"head": "zloss", "batch_size": 16, "model": "cbow"},
     ],
-    ids=["ns-compiled", "hs-cbow-compiled", "ns-batched", "squared", "spherical-cbow", "softmax"],
+    ids=[
+        "ns-compiled",
+        "hs-cbow-compiled",
+        "ns-batched",
+        "squared",
+        "spherical-cbow",
+        "softmax",
+        "taylor",
+        "zloss-cbow",
+    ],
 )
 def test_resume_inside_an_epoch_is_exact(monkeypatch, long_corpus, tmp_path, options):
     """Interrupted after 2 jobs of epoch 1, saved, resumed: bit-identical to the straight

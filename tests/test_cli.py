@@ -296,7 +296,15 @@ def test_ctrl_c_saves_model_and_resumes(structured_corpus, tmp_path, stop):
 
 @pytest.mark.parametrize(
     "head,exact",
-    [("spherical", "factored"), ("squared", "factored"), ("squared", "naive"), ("softmax", "")],
+    [
+        ("spherical", "factored"),
+        ("squared", "factored"),
+        ("squared", "naive"),
+        ("taylor", "factored"),
+        ("taylor", "naive"),
+        ("zloss", "factored"),
+        ("softmax", ""),
+    ],
 )
 def test_exact_heads_on_the_shipped_corpus(capsys, tmp_path, head, exact):
     """Every exact head trains from the CLI on the shipped corpus (no corpus argument) and

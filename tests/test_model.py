@@ -171,3 +171,30 @@ def test_a_forged_history_is_refused(saved, tmp_path):
     arrays = arrays_of(saved)
     header = header_of(arrays)
     check_refused(forged(tmp_path, arrays, header={**header, "history": [1]}))
+
+
+def test_a_format_2_factored_model_continues_exactly(tmp_path):
+    """Format 2 saved the factored state as [Q; U; U^-T]; format 3 adds the shared row r
+    and the column sums c = W^T 1. An old file loads with r = 0 and c computed from V U,
+    and resuming it trains exactly what resuming the format-3 file does."""
+    sentences = structured_sentences(300)
+    options = {**OPTIONS, "epochs": 2, "head": "squared", "model": "skipgram"}
+    stopped = embedtrain.train(sentences, callbacks=[lambda report: False], **options)
+    current = tmp_path / "current.npz"
+    stopped.save(current)
+    arrays = arrays_of(current)
+    matrices = arrays["head.matrices"]
+    dim = matrices.shape[1]
+    assert not matrices[2 * dim].any()  # squared error never moves r (dL/ds = 0)
+    old = np.concatenate([matrices[: 2 * dim], matrices[2 * dim + 2 :]])
+    header = {**header_of(arrays), "format": 2}
+    legacy = forged(tmp_path, arrays, header=header, **{"head.matrices": old})
+    upgraded = Model.load(legacy, NumpyOps()).head.state.matrices
+    unchanged = np.arange(3 * dim + 2) != 2 * dim + 1
+    np.testing.assert_array_equal(upgraded[unchanged], matrices[unchanged])
+    # c recomputed against c tracked through float32 products: close, not equal
+    np.testing.assert_allclose(upgraded[2 * dim + 1], matrices[2 * dim + 1], rtol=1e-4)
+    resumed_old = embedtrain.train(sentences, resume=legacy, progress=False)
+    resumed_new = embedtrain.train(sentences, resume=current, progress=False)
+    np.testing.assert_allclose(resumed_old.vectors, resumed_new.vectors, rtol=1e-5, atol=1e-6)
+    assert len(resumed_old.history) == 2

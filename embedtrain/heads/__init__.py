@@ -14,6 +14,8 @@ HEADS: dict[str, type[Head]] = {
     "hs": HierarchicalSoftmax,
     "spherical": ExactHead,
     "squared": ExactHead,
+    "taylor": ExactHead,
+    "zloss": ExactHead,
     "softmax": ExactHead,
 }
 

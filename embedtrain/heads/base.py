@@ -139,6 +139,14 @@ class Head(ABC):
         """The shape of each array :meth:`parameters` returns (checked before loading)."""
         return {"output": (vocab_size, settings.dim)}
 
+    @classmethod
+    def upgraded_parameters(
+        cls, parameters: dict[str, np.ndarray], settings: Settings
+    ) -> dict[str, np.ndarray]:
+        """Parameters saved in model format 2 in today's layout (only the factored heads'
+        changed since); the loader checks the result as any other."""
+        return parameters
+
     def output_vectors(self) -> np.ndarray:
         """One output vector per word, as a host array (heads with ``has_output_vectors``)."""
         raise NotImplementedError(f"the {self.name} head has no per-word output vectors")

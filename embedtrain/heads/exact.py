@@ -50,25 +50,32 @@ OUTPUT_INIT_STD = 0.01  # never zero: spherical softmax has a zero gradient at o
 
 
 class SphericalFamilyLoss(ABC):
-    """A loss L_j = F(q_j, o_j[targets]) per example, summed over the batch."""
+    """A loss L_j = F(q_j, s_j, o_j[targets]) per example, summed over the batch, with
+    q = |o|^2 and s = sum_i o_i."""
 
     name: str
     kind: int  # the loss as the compiled step knows it (factored_kernel.SQUARED, ...)
-    epsilon: float = 0.0
+    #: The loss's constants as the compiled step takes them (factored_kernel.LOSS_*).
+    constants: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
     @abstractmethod
     def derivatives(
-        self, ops: Ops, q: Any, scores: Any, present: Any, vocab_size: int
-    ) -> tuple[Any, Any, Any]:
-        """(summed loss, dL/dq (m,), dL/dscores (m, K), zero at padding)."""
+        self, ops: Ops, q: Any, s: Any, scores: Any, present: Any, vocab_size: int
+    ) -> tuple[Any, Any, Any, Any]:
+        """(summed loss, dL/dq (m,), dL/ds (m,), dL/dscores (m, K), zero at padding), all
+        float64."""
 
     def full_gradient(self, ops: Ops, output: Any, rows: Any, present: Any) -> tuple[Any, Any, Any]:
         """Naive form from the explicit output (m, D): (loss, dL/doutput, dL/dq)."""
         xp = ops.xp
         q = (output * output).sum(axis=1, dtype=np.float64)
+        s = output.sum(axis=1, dtype=np.float64)
         scores = xp.take_along_axis(output, rows, axis=1).astype(np.float64)
-        loss, grad_q, grad_scores = self.derivatives(ops, q, scores, present, output.shape[1])
+        loss, grad_q, grad_s, grad_scores = self.derivatives(
+            ops, q, s, scores, present, output.shape[1]
+        )
         grad = (2.0 * grad_q[:, None]).astype(output.dtype) * output
+        grad += grad_s[:, None].astype(output.dtype)
         example, slot = xp.nonzero(present)
         ops.scatter_add(
             grad, (example, rows[example, slot]), grad_scores[example, slot].astype(output.dtype)
@@ -82,11 +89,11 @@ class SquaredError(SphericalFamilyLoss):
     name = "squared"
     kind = factored_kernel.SQUARED
 
-    def derivatives(self, ops, q, scores, present, vocab_size):
+    def derivatives(self, ops, q, s, scores, present, vocab_size):
         weights = present.astype(np.float64)
         count = weights.sum(axis=1)
         loss = (count * q - 2.0 * (scores * weights).sum(axis=1) + count).sum()
-        return loss, count, -2.0 * weights
+        return loss, count, ops.xp.zeros_like(q), -2.0 * weights
 
 
 class SphericalSoftmax(SphericalFamilyLoss):
@@ -97,15 +104,62 @@ class SphericalSoftmax(SphericalFamilyLoss):
 
     def __init__(self, epsilon: float) -> None:
         self.epsilon = epsilon
+        self.constants = (epsilon, 0.0, 0.0)
 
-    def derivatives(self, ops, q, scores, present, vocab_size):
+    def derivatives(self, ops, q, s, scores, present, vocab_size):
         xp = ops.xp
         weights = present.astype(np.float64)
         count = weights.sum(axis=1)
         norm = q + vocab_size * self.epsilon
         target = scores * scores + self.epsilon
         loss = (count * xp.log(norm)).sum() - (xp.log(target) * weights).sum()
-        return loss, count / norm, -2.0 * scores / target * weights
+        return loss, count / norm, xp.zeros_like(q), -2.0 * scores / target * weights
+
+
+class TaylorSoftmax(SphericalFamilyLoss):
+    """Sum over targets t of -log P(t|h), P(t|h) = (1 + o_t + o_t^2/2) / (D + s + q/2): the
+    second-order Taylor expansion of exp in place of it (de Brebisson & Vincent, ICLR
+    2016). Every term of the normaliser is >= 1/2: no epsilon, and o and -o differ."""
+
+    name = "taylor"
+    kind = factored_kernel.TAYLOR
+
+    def derivatives(self, ops, q, s, scores, present, vocab_size):
+        xp = ops.xp
+        weights = present.astype(np.float64)
+        count = weights.sum(axis=1)
+        norm = vocab_size + s + 0.5 * q
+        target = 1.0 + scores + 0.5 * scores * scores
+        loss = (count * xp.log(norm)).sum() - (xp.log(target) * weights).sum()
+        return loss, 0.5 * count / norm, count / norm, -(1.0 + scores) / target * weights
+
+
+class ZLoss(SphericalFamilyLoss):
+    """Sum over targets t of softplus(a (b - z_t)) / a, z_t = (o_t - mu) / sigma with
+    mu = s / D and sigma^2 = q / D - mu^2: the output standardised, so the loss is
+    invariant to shifting and scaling o (de Brebisson & Vincent, 2016)."""
+
+    name = "zloss"
+    kind = factored_kernel.ZLOSS
+
+    def __init__(self, sharpness: float, margin: float) -> None:
+        self.sharpness = sharpness
+        self.margin = margin
+        self.constants = (0.0, sharpness, margin)
+
+    def derivatives(self, ops, q, s, scores, present, vocab_size):
+        xp = ops.xp
+        weights = present.astype(np.float64)
+        mean = s / vocab_size
+        deviation = xp.sqrt(q / vocab_size - mean * mean)
+        z = (scores - mean[:, None]) / deviation[:, None]
+        argument = self.sharpness * (self.margin - z)
+        loss = (xp.logaddexp(0.0, argument) * weights).sum() / self.sharpness
+        pull = weights / (1.0 + xp.exp(-argument))  # -dL/dz_t, zero at padding
+        pull_z = (pull * z).sum(axis=1)
+        grad_q = pull_z / (2.0 * vocab_size * deviation * deviation)
+        grad_s = (pull.sum(axis=1) - mean * pull_z / deviation) / (vocab_size * deviation)
+        return loss, grad_q, grad_s, -pull / deviation[:, None]
 
 
 class FullSoftmax:
@@ -173,6 +227,14 @@ class ExactHead(Head):
             return cls._form(settings).parameter_shapes(vocab_size, settings)
         return super().parameter_shapes(vocab_size, settings)
 
+    @classmethod
+    def upgraded_parameters(
+        cls, parameters: dict[str, np.ndarray], settings: Settings
+    ) -> dict[str, np.ndarray]:
+        if cls is ExactHead:
+            return cls._form(settings).upgraded_parameters(parameters, settings)
+        return super().upgraded_parameters(parameters, settings)
+
     def __init__(
         self,
         loss,
@@ -206,7 +268,7 @@ class ExactHead(Head):
 
     def _cap(self, gram: Any, root_g: Any, lr: float) -> tuple[float, float]:
         """(rate to use, bound on the step's shrink lambda) for ``gram`` = H H^T and
-        ``root_g`` = sqrt(dL/dq), by :func:`factored_kernel.stable_rate` on host copies:
+        ``root_g`` = sqrt|dL/dq|, by :func:`factored_kernel.stable_rate` on host copies:
         they are m x m and m, and the rate is read on the host anyway."""
         host = self.ops.to_host
         used, shrink = stable_rate(host(gram), host(root_g), float(lr), STABILITY_CAP)
@@ -248,7 +310,7 @@ class NaiveHead(ExactHead):
         grad_hidden = ops.gemm(grad, self.weights)
         if grad_q is not None:
             h64 = h.astype(np.float64)
-            lr, shrink = self._cap(ops.gemm(h64, h64.T), ops.xp.sqrt(grad_q), lr)
+            lr, shrink = self._cap(ops.gemm(h64, h64.T), ops.xp.sqrt(abs(grad_q)), lr)
             if not math.isfinite(shrink):  # diverged: W stays as it was
                 return StepResult(
                     math.nan, int(present.sum()), grad_hidden.astype(hidden.dtype), lr
@@ -269,9 +331,15 @@ class FactoredHead(ExactHead):
 
     @classmethod
     def parameter_shapes(cls, vocab_size: int, settings: Settings) -> dict[str, tuple[int, ...]]:
-        """V, [Q; U; U^-T] and the upkeep counters: W alone would lose the factorisation
-        (refolding it in float32 changes the trajectory)."""
+        """V, [Q; U; r^T; c^T; U^-T] and the upkeep counters: W alone would lose the
+        factorisation (refolding it in float32 changes the trajectory)."""
         return FactoredState.shapes(vocab_size, settings.dim)
+
+    @classmethod
+    def upgraded_parameters(
+        cls, parameters: dict[str, np.ndarray], settings: Settings
+    ) -> dict[str, np.ndarray]:
+        return FactoredState.upgraded(parameters)
 
     def _start(self, output: Any) -> None:
         self._state_from(FactoredState(self.ops, output))
@@ -285,23 +353,25 @@ class FactoredHead(ExactHead):
         self._step = self._compiled_step if self.ops.runs_compiled_kernels else self._array_step
 
     def batch_step(self, hidden: Any, targets: Any, lr: float) -> StepResult:
-        result, shrink = self._step(hidden, targets, lr)
-        self.state.advance(shrink)
+        result, shrink, growth = self._step(hidden, targets, lr)
+        self.state.advance(shrink, growth)
         return result
 
-    def _compiled_step(self, hidden: Any, targets: Any, lr: float) -> tuple[StepResult, float]:
+    def _compiled_step(
+        self, hidden: Any, targets: Any, lr: float
+    ) -> tuple[StepResult, float, float]:
         """The CPU path: the whole step in one compiled call (:mod:`factored_kernel`).
-        Returns the result and the bound on the step's shrink of U."""
+        Returns the result and the bounds on the step's shrink and growth of U."""
         state = self.state
         workspace = state.workspace(hidden.shape[0])
-        loss, pairs, grad_hidden, used, shrink = factored_step(
+        loss, pairs, grad_hidden, used, shrink, growth = factored_step(
             state.basis,
             state.matrices,
             np.ascontiguousarray(hidden, dtype=state.basis.dtype),
             np.ascontiguousarray(targets),
             float(lr),
             self.loss.kind,
-            self.loss.epsilon,
+            np.array(self.loss.constants),
             STABILITY_CAP,
             workspace,
             state.mirrored,
@@ -311,9 +381,9 @@ class FactoredHead(ExactHead):
         result = StepResult(
             np.float64(loss), pairs, grad_hidden.astype(hidden.dtype, copy=False), used
         )
-        return result, shrink
+        return result, shrink, growth
 
-    def _array_step(self, hidden: Any, targets: Any, lr: float) -> tuple[StepResult, float]:
+    def _array_step(self, hidden: Any, targets: Any, lr: float) -> tuple[StepResult, float, float]:
         """The step written against ``xp``: the GPU path (and the compiled step's twin)."""
         xp = self.ops.xp
         state = self.state
@@ -322,37 +392,59 @@ class FactoredHead(ExactHead):
         present, rows = _targets(self.ops, targets)
         h = hidden.astype(compute)
         m = h.shape[0]
-        matrices = state.matrices.T.astype(compute, copy=False)  # [Q | U^T | U^-1]
+        matrices = state.matrices.T.astype(compute, copy=False)  # [Q | U^T | r | c | U^-1]
         products = h @ matrices
         projected = products[:, :d]  # rows: (Q h_j)^T
         mixed = products[:, d : 2 * d]  # rows: (U h_j)^T
-        pulled = products[:, 2 * d :]  # rows: h_j^T U^-1
+        shared = products[:, 2 * d].astype(np.float64)  # r^T h_j
+        s = products[:, 2 * d + 1].astype(np.float64)  # s_j = c^T h_j
+        pulled = products[:, 2 * d + 2 :]  # rows: h_j^T U^-1
         q = (h * projected).sum(axis=1, dtype=np.float64)
         gathered = xp.take(state.basis, rows, axis=0)  # (m, K, d): V at the targets
         scores = xp.matmul(gathered, mixed[:, :, None])[:, :, 0].astype(np.float64)
-        loss, grad_q, grad_scores = self.loss.derivatives(
-            self.ops, q, scores, present, self.vocab_size
+        scores += shared[:, None]
+        loss, grad_q, grad_s, grad_scores = self.loss.derivatives(
+            self.ops, q, s, scores, present, self.vocab_size
         )
+        target_total = grad_scores.sum(axis=1)  # y_j^T 1
         step_scores = grad_scores.astype(compute)
         target_sum = xp.matmul(step_scores[:, None, :], gathered)[:, 0, :]  # rows: (V^T y_j)^T
-        sparse_part = target_sum @ matrices[:, d : 2 * d].T  # rows: (W^T y_j)^T
+        sparse_part = (  # rows: (W^T y_j)^T
+            target_sum @ matrices[:, d : 2 * d].T
+            + target_total.astype(compute)[:, None] * matrices[:, 2 * d]
+        )
         step_q = grad_q.astype(compute)
-        grad_hidden = 2.0 * step_q[:, None] * projected + sparse_part
+        grad_hidden = (
+            2.0 * step_q[:, None] * projected
+            + sparse_part
+            + grad_s.astype(compute)[:, None] * matrices[:, 2 * d + 1]
+        )
 
         hh = h @ h.T
-        root_g = xp.sqrt(grad_q)
+        root_g = xp.sqrt(abs(grad_q))
         lr, shrink = self._cap(hh, root_g, lr)
         if not math.isfinite(shrink):  # diverged: V and the state stay as they were
             pairs = int(present.sum())
-            return StepResult(math.nan, pairs, grad_hidden.astype(hidden.dtype), lr), shrink
-        # W_new = W (I - S^T S) - lr Y H with S = diag(sqrt(2 lr g)) H.
+            result = StepResult(math.nan, pairs, grad_hidden.astype(hidden.dtype), lr)
+            return result, shrink, shrink
+        # W_new = W (I - S^T Sigma S) - lr 1 (H^T g_s)^T - lr Y H, S = diag(sqrt(2 lr |g|)) H,
+        # Sigma = sign(g): U takes the first factor, r the first two, V the last.
+        signs = xp.where(grad_q < 0, -1.0, 1.0)
         root = xp.sqrt(2.0 * lr) * root_g
+        signed_root = (root * signs).astype(compute)
         if m <= d:  # Woodbury: an m x m solve keeps U^-1 current
-            inner = xp.eye(m) - hh * root[:, None] * root[None, :]  # I - S S^T
-            solved = self.ops.solve_spd(inner, (root[:, None] * pulled).astype(compute))
-            back = pulled + (hh * root.astype(compute)[None, :]) @ solved  # h_j^T U_new^-1
-            state.mix_inverse += (root.astype(compute)[:, None] * h).T @ solved
-        state.mix_t -= (2.0 * lr * step_q[:, None] * h).T @ mixed  # U <- U (I - S^T S)
+            inner = xp.eye(m) - hh * root[:, None] * (root * signs)[None, :]  # I - S S^T Sigma
+            right_side = (root[:, None] * pulled).astype(compute)
+            if bool((grad_q < 0).any()):
+                solved = xp.linalg.solve(inner, right_side).astype(compute)
+            else:
+                solved = self.ops.solve_spd(inner, right_side)
+            back = pulled + (hh * signed_root[None, :]) @ solved  # h_j^T U_new^-1
+            state.mix_inverse += (signed_root[:, None] * h).T @ solved
+        state.shared_row -= h.T @ (lr * (2.0 * grad_q * shared + grad_s)).astype(compute)
+        with_sum = 2.0 * grad_q * s + target_total  # E^T 1 - D g_s, per example
+        state.column_sum -= h.T @ (lr * (with_sum + self.vocab_size * grad_s)).astype(compute)
+        state.mix_t -= (2.0 * lr * step_q[:, None] * h).T @ mixed  # U <- U (I - S^T Sigma S)
         if m > d:  # inverting U directly is cheaper than the m x m system
             state.mix_inverse[...] = xp.linalg.inv(state.mix)
             back = h @ state.mix_inverse.astype(compute)
@@ -370,13 +462,19 @@ class FactoredHead(ExactHead):
             + 2.0 * step_q[:, None] * cross
             + 2.0 * cross.T * step_q[None, :]
             + self.ops.sparse_gram(example, words, values, m).astype(compute)
+            + (
+                self.vocab_size * grad_s[:, None] * grad_s[None, :]
+                + grad_s[:, None] * with_sum[None, :]
+                + with_sum[:, None] * grad_s[None, :]
+            ).astype(compute)
         )  # E^T E, E = dL/do for the batch (D x m), never formed; Y^T Y is the target overlap
         # Q <- Q - lr (G^T H + H^T G) + lr^2 H^T (E^T E) H, as one product.
         left = xp.concatenate([h, -lr * grad_hidden], axis=0)
         right = xp.concatenate([lr * lr * (outer @ h) - lr * grad_hidden, h], axis=0)
         state.gram += left.T @ right
         pairs = int(example.shape[0])
-        return StepResult(loss, pairs, grad_hidden.astype(hidden.dtype), lr), shrink
+        growth = shrink if bool((grad_q < 0).any()) else 0.0
+        return StepResult(loss, pairs, grad_hidden.astype(hidden.dtype), lr), shrink, growth
 
     def check_finite(self) -> bool:
         return self.state.check_finite()
@@ -392,5 +490,7 @@ class FactoredHead(ExactHead):
 LOSSES = {
     "spherical": lambda settings: SphericalSoftmax(settings.epsilon),
     "squared": lambda settings: SquaredError(),
+    "taylor": lambda settings: TaylorSoftmax(),
+    "zloss": lambda settings: ZLoss(settings.zloss_a, settings.zloss_b),
     "softmax": lambda settings: FullSoftmax(),
 }

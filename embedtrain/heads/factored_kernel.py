@@ -6,13 +6,15 @@ refresh (:func:`refresh_inverse`), which the array forms, the naive heads and
 The step has the same mathematics as the array form in :meth:`FactoredHead._array_step`
 (and the same notation), written so that a minibatch costs six BLAS products, an m x m
 inverse and a few loops instead of some forty NumPy calls: at d = 100 the calls, not the
-arithmetic, were most of the time. The state is stored as [Q; U; U^-T] (3d x d), and the
-products are grouped by their common factor:
+arithmetic, were most of the time. The state is stored as [Q; U; r^T; c^T; U^-T]
+((3d + 2) x d), and the products are grouped by their common factor:
 
-- ``H [Q; U; U^-T]^T`` gives Q h, U h and h^T U^-1 for every example (m x d x 3d);
+- ``H [Q; U; r^T; c^T; U^-T]^T`` gives Q h, U h, r^T h, s = c^T h and h^T U^-1 for
+  every example (m x d x (3d + 2));
 - ``H [H; H Q; Z]^T`` gives H H^T, H Q H^T and the cross term H Z^T (m x d x 3m);
-- ``[B | -2 lr diag(g) U H | diag(r) X]^T H`` updates Q (as B^T H + H^T B), U and
-  U^-T at once (3d x m x d), with B = lr^2/2 (E^T E) H - lr G.
+- ``[B | -2 lr diag(g) U H | rho | gamma | diag(root sign) X]^T H`` updates Q (as
+  B^T H + H^T B), U, r, c and U^-T at once ((3d + 2) x m x d), with
+  B = lr^2/2 (E^T E) H - lr G.
 
 Products run in V's precision (float32 in training) on a copy of the state in that
 precision which the step keeps current; the float64 state and every reduction
@@ -32,6 +34,8 @@ from embedtrain.cpu_kernels import scatter_scaled_rows, sparse_gram, spd_inverse
 
 SQUARED = 0
 SPHERICAL = 1
+TAYLOR = 2
+ZLOSS = 3
 #: Loops vectorise with reassociation and fused multiply-adds; NaN and infinity keep
 #: their IEEE behaviour, so a diverging run is still caught by the finiteness check.
 FAST = {"reassoc", "contract", "nsz", "arcp"}
@@ -92,23 +96,29 @@ def stable_rate(pair_products, root_g, lr, cap):
 
 
 @njit(fastmath=FAST, cache=True)
-def _woodbury_inverse(pair_products, root, shrink, scratch):
-    """(I - N)^-1 for N = S S^T = diag(root) H H^T diag(root), whose eigenvalues lie in
-    [0, shrink], written into ``scratch`` (3m x m). The series I + N + N^2 + ... cut
-    after k terms is off by N^k (I - N)^-1, of norm <= shrink^k / (1 - shrink): where
-    that is below the unit roundoff for k = 2 or 4, the series is as exact as a
-    factorisation and costs nothing or two m x m products instead of a Cholesky
-    factorisation and a triangular inverse (most minibatches of a training run qualify)."""
+def _woodbury_inverse(pair_products, root, sign, signed, shrink, scratch):
+    """(I - N)^-1 for N = S S^T Sigma = diag(root) H H^T diag(root sign), whose norm is at
+    most ``shrink`` (its eigenvalues those of 2 lr H^T diag(g) H), written into
+    ``scratch`` (3m x m). The series I + N + N^2 + ... cut after k terms is off by
+    N^k (I - N)^-1, of norm <= shrink^k / (1 - shrink): where that is below the unit
+    roundoff for k = 2 or 4, the series is as exact as a factorisation and costs nothing
+    or two m x m products instead of a Cholesky factorisation and a triangular inverse
+    (most minibatches of a training run qualify). With mixed signs (``signed``) I - N is
+    not symmetric, and LAPACK's general inverse replaces Cholesky."""
     m = root.shape[0]
     unit = np.finfo(scratch.dtype).eps / 2.0
     part = scratch[:m]  # N
     for a in range(m):
         for b in range(m):
-            part[a, b] = pair_products[a, b] * root[a] * root[b]
+            part[a, b] = pair_products[a, b] * root[a] * root[b] * sign[b]
     if shrink**2 <= unit * (1.0 - shrink):
         return _add_identity(part, 1.0)  # I + N
     if shrink**4 > unit * (1.0 - shrink):
-        return spd_inverse(_add_identity(part, -1.0))  # (I - N)^-1 by Cholesky
+        system = _add_identity(part, -1.0)
+        if not signed:
+            return spd_inverse(system)  # (I - N)^-1
+        system[...] = np.linalg.inv(system)
+        return system
     square, series = scratch[m : 2 * m], scratch[2 * m :]  # (I + N)(I + N^2), expanded
     np.dot(part, part, square)
     np.dot(part, square, series)
@@ -132,7 +142,7 @@ def workspace_size(m: int, dim: int) -> int:
     """Elements of scratch space (V's dtype) one step of ``m`` examples carves its
     temporaries from: preallocated, so a step allocates almost nothing (at d = 300 fresh
     megabyte-sized temporaries cost page faults every step)."""
-    return 6 * dim * dim + 14 * m * dim + 8 * m * m
+    return 6 * dim * dim + 4 * dim + 14 * m * dim + 4 * m + 8 * m * m
 
 
 @njit(cache=True)
@@ -143,36 +153,51 @@ def _carve(workspace, offset, rows, columns):
 
 
 @njit(fastmath=FAST, cache=True)
-def factored_step(basis, state, hidden, targets, lr, loss_kind, epsilon, cap, workspace, mirrored):
-    """One exact minibatch step on V (``basis``, updated in place at the target rows) and
-    ``state`` = [Q; U; U^-T] (float64, 3d x d, updated in place).
+def _softplus(x):
+    """log(1 + e^x) without overflow."""
+    return max(x, 0.0) + np.log1p(np.exp(-abs(x)))
 
-    ``hidden`` is C-contiguous in V's dtype; ``workspace`` holds at least
-    :func:`workspace_size` elements of it and starts with a copy of ``state`` in that
-    dtype, which the step keeps current; ``mirrored`` says whether that copy is already
-    there (False after anything else changed the state). Returns (summed loss, pairs, dL/dhidden
-    (m x d), rate used, shrink bound).
+
+@njit(fastmath=FAST, cache=True)
+def factored_step(
+    basis, state, hidden, targets, lr, loss_kind, constants, cap, workspace, mirrored
+):
+    """One exact minibatch step on V (``basis``, updated in place at the target rows) and
+    ``state`` = [Q; U; r^T; c^T; U^-T] (float64, (3d + 2) x d, updated in place).
+
+    ``constants`` are the loss's (epsilon, a, b) (``SphericalFamilyLoss.constants``); ``hidden`` is
+    C-contiguous in V's dtype; ``workspace`` holds at least :func:`workspace_size`
+    elements of it and starts with a copy of ``state`` in that dtype, which the step
+    keeps current; ``mirrored`` says whether that copy is already there (False after
+    anything else changed the state). Returns (summed loss, pairs, dL/dhidden (m x d),
+    rate used, shrink bound, growth bound).
     """
     vocab_size, dim = basis.shape
     m, width = targets.shape
     h = hidden
+    epsilon, sharpness, margin = constants[0], constants[1], constants[2]
+    shared_at, sum_at, inverse_at = 2 * dim, 2 * dim + 1, 2 * dim + 2  # rows of the state
+    height = 3 * dim + 2
 
-    mirror, at = _carve(workspace, 0, 3 * dim, dim)
+    mirror, at = _carve(workspace, 0, height, dim)
     if not mirrored:
-        for a in range(3 * dim):
+        for a in range(height):
             for b in range(dim):
                 mirror[a, b] = state[a, b]
     mix, _ = _carve(workspace, dim * dim, dim, dim)  # U in the mirror
-    inverse_t, _ = _carve(workspace, 2 * dim * dim, dim, dim)  # U^-T in the mirror
-    products, at = _carve(workspace, at, m, 3 * dim)  # rows [(Q h)^T | (U h)^T | h^T U^-1]
+    inverse_t, _ = _carve(workspace, inverse_at * dim, dim, dim)  # U^-T in the mirror
+    # rows [(Q h)^T | (U h)^T | r^T h | c^T h | h^T U^-1]
+    products, at = _carve(workspace, at, m, height)
     np.dot(h, mirror.T, products)
     stacked, at = _carve(workspace, at, 3 * m, dim)  # [H; H Q; Z], Z rows (W^T y_j)^T
     target_sum, at = _carve(workspace, at, m, dim)  # rows (V^T y_j)^T
 
-    # One pass over the target rows: outputs o_t = V_t (U h), the loss and its
-    # derivatives g = dL/dq and dL/do_t, the target rows weighted by dL/do_t, and the
-    # targets as coordinates (example, word, dL/do_t) of the sparse D x m matrix Y.
+    # One pass over the target rows: outputs o_t = V_t (U h) + r^T h, the loss and its
+    # derivatives g = dL/dq, g_s = dL/ds and dL/do_t, the target rows weighted by dL/do_t,
+    # and the targets as coordinates (example, word, dL/do_t) of the sparse D x m matrix Y.
     grad_q = np.zeros(m)
+    grad_s = np.zeros(m)
+    target_total = np.zeros(m)  # y_j^T 1
     examples = np.empty(m * width, dtype=np.int64)
     words = np.empty(m * width, dtype=np.int64)
     values = np.empty(m * width)
@@ -185,8 +210,14 @@ def factored_step(basis, state, hidden, targets, lr, loss_kind, epsilon, cap, wo
             stacked[m + j, i] = products[j, i]
             target_sum[j, i] = 0.0
             q += h[j, i] * products[j, i]
+        shared = products[j, shared_at]
+        s = products[j, sum_at]
+        mean = s / vocab_size
+        deviation = np.sqrt(q / vocab_size - mean * mean)  # the Z-loss's sigma
         count = 0
-        targets_product = 1.0  # spherical: prod_t (o_t^2 + eps), logged once per example
+        targets_product = 1.0  # spherical, Taylor: prod_t of P's numerators, logged once
+        pull_sum = 0.0  # Z-loss: sum_t of -dL/dz_t, and of -dL/dz_t z_t
+        pull_z = 0.0
         mixed = products[j, dim : 2 * dim]
         summed = target_sum[j]
         for k in range(width):
@@ -197,19 +228,33 @@ def factored_step(basis, state, hidden, targets, lr, loss_kind, epsilon, cap, wo
             score = _cast_like(0.0, basis)
             for i in range(dim):
                 score += row[i] * mixed[i]
+            score += shared
             if loss_kind == SQUARED:
                 loss += 1.0 - 2.0 * score
                 value = -2.0
+            elif loss_kind == ZLOSS:
+                z = (score - mean) / deviation
+                argument = sharpness * (margin - z)
+                loss += _softplus(argument) / sharpness
+                pull = 1.0 / (1.0 + np.exp(-argument))
+                pull_sum += pull
+                pull_z += pull * z
+                value = -pull / deviation
             else:
-                target = score * score + epsilon
+                if loss_kind == SPHERICAL:
+                    target = score * score + epsilon
+                    value = -2.0 * score / target
+                else:  # TAYLOR
+                    target = 1.0 + score + 0.5 * score * score
+                    value = -(1.0 + score) / target
                 targets_product *= target
                 if not (1e-150 < targets_product < 1e150):  # one log per example, no underflow
                     loss -= np.log(targets_product)
                     targets_product = 1.0
-                value = -2.0 * score / target
             examples[pairs + count] = j
             words[pairs + count] = word
             values[pairs + count] = value
+            target_total[j] += value
             count += 1
             weight = _cast_like(value, basis)
             for i in range(dim):
@@ -218,65 +263,87 @@ def factored_step(basis, state, hidden, targets, lr, loss_kind, epsilon, cap, wo
         if loss_kind == SQUARED:
             loss += count * q
             grad_q[j] = count
-        else:
+        elif loss_kind == SPHERICAL:
             norm = q + vocab_size * epsilon
             loss += count * np.log(norm) - np.log(targets_product)
             grad_q[j] = count / norm
+        elif loss_kind == TAYLOR:
+            norm = vocab_size + s + 0.5 * q
+            loss += count * np.log(norm) - np.log(targets_product)
+            grad_q[j] = 0.5 * count / norm
+            grad_s[j] = count / norm
+        else:  # ZLOSS
+            grad_q[j] = pull_z / (2.0 * vocab_size * deviation * deviation)
+            grad_s[j] = (pull_sum - mean * pull_z / deviation) / (vocab_size * deviation)
 
     sparse_part = stacked[2 * m :]
     np.dot(target_sum, mix, sparse_part)
     grad_hidden = np.empty((m, dim), dtype=basis.dtype)
     for j in range(m):
         factor = _cast_like(2.0 * grad_q[j], basis)
+        total = _cast_like(target_total[j], basis)
+        dense = _cast_like(grad_s[j], basis)
         for i in range(dim):
-            grad_hidden[j, i] = factor * products[j, i] + sparse_part[j, i]
+            sparse_part[j, i] += total * mirror[shared_at, i]
+            grad_hidden[j, i] = (
+                factor * products[j, i] + sparse_part[j, i] + dense * mirror[sum_at, i]
+            )
 
     pair_products, at = _carve(workspace, at, m, 3 * m)  # [H H^T | H Q H^T | H Z^T]
     np.dot(h, stacked.T, pair_products)
-    root_g = np.sqrt(grad_q)
+    root_g = np.sqrt(np.abs(grad_q))
     used_lr, shrink = stable_rate(pair_products, root_g, lr, cap)
+    signed = False
+    for j in range(m):
+        signed = signed or grad_q[j] < 0.0
+    growth = shrink if signed else 0.0
     if not np.isfinite(shrink):  # diverged: leave V and the state alone
-        return np.nan, pairs, grad_hidden, used_lr, shrink
+        return np.nan, pairs, grad_hidden, used_lr, shrink, growth
 
-    # W_new = W (I - S^T S) - lr Y H with S = diag(root) H.
+    # W_new = W (I - S^T Sigma S) - lr 1 (H^T g_s)^T - lr Y H with S = diag(root) H and
+    # Sigma = sign(g): U takes the first factor, r the first two terms, V the last.
     root = np.sqrt(2.0 * used_lr) * root_g
+    sign = np.where(grad_q < 0.0, -1.0, 1.0)
     woodbury = m <= dim
-    update_width = 3 * dim if woodbury else 2 * dim  # U^-1 comes from Woodbury or inv(U)
+    update_width = height if woodbury else inverse_at  # U^-1 from Woodbury or inv(U)
     right, at = _carve(workspace, at, m, update_width)
     back, at = _carve(workspace, at, m, dim)  # rows h_j^T U_new^-1
     if woodbury:  # U^-1 by Woodbury: an m x m system
         scratch, at = _carve(workspace, at, 3 * m, m)
-        inverse_c = _woodbury_inverse(pair_products, root, shrink, scratch)
+        inverse_c = _woodbury_inverse(pair_products, root, sign, signed, shrink, scratch)
         scaled, at = _carve(workspace, at, m, dim)  # S U^-1: rows root_j h_j^T U^-1
         for a in range(m):
             factor = _cast_like(root[a], basis)
             for i in range(dim):
-                scaled[a, i] = factor * products[a, 2 * dim + i]
-        solved, at = _carve(workspace, at, m, dim)  # (I - S S^T)^-1 S U^-1 = S U_new^-1
+                scaled[a, i] = factor * products[a, inverse_at + i]
+        solved, at = _carve(workspace, at, m, dim)  # (I - S S^T Sigma)^-1 S U^-1 = S U_new^-1
         np.dot(inverse_c, scaled, solved)
         # Rows of S U_new^-1 are root_j h_j^T U_new^-1: divide by root_j where that loses
         # at most 6 bits; the rare rows with a much smaller root take the explicit form
-        # h_j^T U^-1 + h_j^T H^T diag(root) (S U_new^-1), which needs no division.
+        # h_j^T U^-1 + h_j^T H^T diag(root Sigma) (S U_new^-1), which needs no division.
         smallest = np.max(root) / 64.0
         for j in range(m):
-            factor = _cast_like(root[j], basis)
+            factor = _cast_like(root[j] * sign[j], basis)
             for i in range(dim):
-                right[j, 2 * dim + i] = factor * solved[j, i]
+                right[j, inverse_at + i] = factor * solved[j, i]
             if root[j] > smallest:
                 reciprocal = _cast_like(1.0 / root[j], basis)
                 for i in range(dim):
                     back[j, i] = reciprocal * solved[j, i]
             else:
                 for i in range(dim):
-                    back[j, i] = products[j, 2 * dim + i]
+                    back[j, i] = products[j, inverse_at + i]
                 for k in range(m):
-                    weight = _cast_like(pair_products[j, k] * root[k], basis)
+                    weight = _cast_like(pair_products[j, k] * root[k] * sign[k], basis)
                     for i in range(dim):
                         back[j, i] += weight * solved[k, i]
 
     outer, at = _carve(workspace, at, m, m)  # E^T E, E = dL/do (D x m), never formed
     examples, words, values = examples[:pairs], words[:pairs], values[:pairs]
     overlap = sparse_gram(examples, words, values, m)  # Y^T Y
+    with_sum = np.empty(m)  # E^T 1 - D g_s
+    for j in range(m):
+        with_sum[j] = 2.0 * grad_q[j] * products[j, sum_at] + target_total[j]
     for a in range(m):
         for b in range(m):
             outer[a, b] = (
@@ -284,6 +351,9 @@ def factored_step(basis, state, hidden, targets, lr, loss_kind, epsilon, cap, wo
                 + 2.0 * grad_q[a] * pair_products[a, 2 * m + b]
                 + 2.0 * pair_products[b, 2 * m + a] * grad_q[b]
                 + overlap[a, b]
+                + vocab_size * grad_s[a] * grad_s[b]
+                + grad_s[a] * with_sum[b]
+                + with_sum[a] * grad_s[b]
             )
     curvature, at = _carve(workspace, at, m, dim)
     np.dot(outer, h, curvature)
@@ -294,23 +364,25 @@ def factored_step(basis, state, hidden, targets, lr, loss_kind, epsilon, cap, wo
         for i in range(dim):
             right[j, i] = half_square * curvature[j, i] - rate * grad_hidden[j, i]
             right[j, dim + i] = factor * products[j, dim + i]
-    update, at = _carve(workspace, at, update_width, dim)  # [X_Q; X_U; X_U^-T], X = R^T H
+        right[j, shared_at] = -used_lr * (2.0 * grad_q[j] * products[j, shared_at] + grad_s[j])
+        right[j, sum_at] = -used_lr * (with_sum[j] + vocab_size * grad_s[j])
+    update, at = _carve(workspace, at, update_width, dim)  # [X_Q; X_U; X_r; X_c; X_U^-T]
     np.dot(right.T, h, update)
     _add_symmetrised(state, mirror, update, dim)  # Q += H^T B + B^T H
     for a in range(dim, update_width):
         for b in range(dim):
-            state[a, b] += update[a, b]  # U <- U (I - S^T S); U^-T by Woodbury
+            state[a, b] += update[a, b]  # U <- U (I - S^T Sigma S), r, c; U^-T by Woodbury
             mirror[a, b] = state[a, b]
     if not woodbury:  # inverting U directly is cheaper than the m x m system
         inverse = np.linalg.inv(state[dim : 2 * dim])
         for a in range(dim):
             for b in range(dim):
-                state[2 * dim + a, b] = inverse[b, a]
+                state[inverse_at + a, b] = inverse[b, a]
                 inverse_t[a, b] = inverse[b, a]
         np.dot(h, inverse_t.T, back)
 
     scatter_scaled_rows(basis, words, (-used_lr * values).astype(basis.dtype), back, examples)
-    return loss, pairs, grad_hidden, used_lr, shrink
+    return loss, pairs, grad_hidden, used_lr, shrink, growth
 
 
 @njit(fastmath=FAST, cache=True)
@@ -326,7 +398,7 @@ def _add_symmetrised(state, mirror, update, dim):
 @njit(cache=True)
 def refresh_inverse(state, iterations):
     """Recompute U^-1 exactly and symmetrise Q (both drift under rank-m updates) in
-    ``state`` = [Q; U; U^-T]; return an estimate of cond(U) = |U| |U^-1| (2-norms, each by
+    ``state`` = [Q; U; r^T; c^T; U^-T]; return an estimate of cond(U) = |U| |U^-1| (2-norms, each by
     power iteration: O(d^2) per iteration, where an SVD would cost O(d^3)). The only
     implementation: :class:`FactoredState` runs it on the host on every backend."""
     dim = state.shape[1]
@@ -334,7 +406,7 @@ def refresh_inverse(state, iterations):
     if not np.isfinite(state).all():  # diverged: the next step reports it
         return np.inf
     inverse = np.linalg.inv(mix)
-    state[2 * dim :] = inverse.T
+    state[2 * dim + 2 :] = inverse.T
     for a in range(dim):
         for b in range(a):
             mean = 0.5 * (state[a, b] + state[b, a])

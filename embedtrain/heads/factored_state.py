@@ -1,8 +1,12 @@
-"""The factored exact heads' state, W = V U, and its upkeep.
+"""The factored exact heads' state, W = V U + 1 r^T, and its upkeep.
 
-V (D x d) is stored in the head's dtype (float32 by default). The d x d matrices live in
-one float64 array [Q; U; U^-T] (3d x d), Q = W^T W, so the step's three products with the
-batch's hidden vectors are a single matrix product with its transpose, and U is contiguous.
+V (D x d) is stored in the head's dtype (float32 by default). The small matrices live in
+one float64 array [Q; U; r^T; c^T; U^-T] ((3d + 2) x d), Q = W^T W and c = W^T 1 (the
+column sums, so s = sum_i o_i = c^T h costs d), so the step's products with the batch's
+hidden vectors are a single matrix product with its transpose, and U is contiguous. The
+shared row r carries the part of the update that moves every row of W alike (a loss
+depending on s has dL/do = ... + (dL/ds) 1): U absorbs the multiplicative part, V the
+sparse part at the target rows, r the dense part (BRIEF section 1.11).
 The steps (:class:`embedtrain.heads.exact.FactoredHead`) update both; this class keeps them
 usable: U^-1 re-inverted against drift, U folded back into V when ill-conditioned, and Q
 recomputed from V on a schedule.
@@ -29,20 +33,23 @@ REFOLD_CHUNK = 16_384  # rows of V per block while refolding (bounds the float64
 
 
 class FactoredState:
-    """V (``basis``) and [Q; U; U^-T] (``matrices``, with views ``gram``, ``mix_t`` and
-    ``mix_inverse``) on the backend, the compiled step's workspace, and the counters and
-    bound that decide the upkeep."""
+    """V (``basis``) and [Q; U; r^T; c^T; U^-T] (``matrices``, with views ``gram``,
+    ``mix_t``, ``shared_row``, ``column_sum`` and ``mix_inverse``) on the backend, the
+    compiled step's workspace, and the counters and bound that decide the upkeep."""
 
     def __init__(self, ops: Ops, basis: Any, matrices: Any = None) -> None:
-        """A fresh state for V = ``basis`` (U = I, Q computed), or the saved ``matrices``."""
+        """A fresh state for W = ``basis`` (U = I, r = 0, Q and c computed), or the saved
+        ``matrices``."""
         self.ops = ops
         self.basis = basis
         self.dim = d = basis.shape[1]
         fresh = matrices is None
-        self.matrices = ops.xp.zeros((3 * d, d), dtype=np.float64) if fresh else matrices
+        self.matrices = ops.xp.zeros((3 * d + 2, d), dtype=np.float64) if fresh else matrices
         self.gram = self.matrices[:d]  # Q = W^T W
         self.mix_t = self.matrices[d : 2 * d].T  # U^T (a view: the array holds U)
-        self.mix_inverse = self.matrices[2 * d :].T  # U^-1 (a view: the array holds U^-T)
+        self.shared_row = self.matrices[2 * d]  # r
+        self.column_sum = self.matrices[2 * d + 1]  # c = W^T 1
+        self.mix_inverse = self.matrices[2 * d + 2 :].T  # U^-1 (a view: the array holds U^-T)
         self.steps = 0
         self.refolds = 0
         #: Scratch of the compiled step, which starts with a copy of ``matrices`` in V's
@@ -56,8 +63,22 @@ class FactoredState:
 
     @staticmethod
     def shapes(vocab_size: int, dim: int) -> dict[str, tuple[int, ...]]:
-        """What :meth:`saved` writes: V, [Q; U; U^-T], (steps, refolds, cond(U) bound)."""
-        return {"basis": (vocab_size, dim), "matrices": (3 * dim, dim), "upkeep": (3,)}
+        """What :meth:`saved` writes: V, [Q; U; r^T; c^T; U^-T], (steps, refolds, cond(U)
+        bound)."""
+        return {"basis": (vocab_size, dim), "matrices": (3 * dim + 2, dim), "upkeep": (3,)}
+
+    @staticmethod
+    def upgraded(saved: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """A state saved before the shared row (model format 2: [Q; U; U^-T]) in today's
+        layout: r = 0 and c = W^T 1 = U^T (V^T 1), the same W continued exactly."""
+        matrices = saved["matrices"]
+        dim = matrices.shape[1]
+        if matrices.shape[0] != 3 * dim:
+            return saved
+        column_sum = saved["basis"].sum(axis=0, dtype=np.float64) @ matrices[dim : 2 * dim]
+        sums = np.stack([np.zeros(dim), column_sum])
+        layout = np.concatenate([matrices[: 2 * dim], sums, matrices[2 * dim :]])
+        return {**saved, "matrices": layout}
 
     def saved(self) -> dict[str, np.ndarray]:
         """Everything a resumed run needs to continue this state exactly, as host arrays."""
@@ -88,11 +109,13 @@ class FactoredState:
             self.mirrored = False
         return self._workspace
 
-    def advance(self, shrink: float) -> None:
-        """Count a step whose factor on U had eigenvalues in [1 - ``shrink``, 1] (infinite:
-        a diverged step, which changed nothing), then keep the state usable."""
+    def advance(self, shrink: float, growth: float) -> None:
+        """Count a step whose factor on U had eigenvalues in [1 - ``shrink``, 1 + ``growth``]
+        (a loss with dL/dq < 0 for some examples grows U along their hidden vectors;
+        infinite shrink: a diverged step, which changed nothing), then keep the state
+        usable."""
         if math.isfinite(shrink):
-            self.condition_bound /= 1.0 - shrink
+            self.condition_bound *= (1.0 + growth) / (1.0 - shrink)
         self.steps += 1
         self.maintain()
 
@@ -116,47 +139,63 @@ class FactoredState:
         return estimate
 
     def refold(self, recompute_gram: bool = True) -> None:
-        """V <- V U, U <- I: W unchanged, so Q = W^T W too; U perfectly conditioned.
-        Recomputing Q from V as well (the same cost again) removes its drift."""
+        """V <- V U + 1 r^T, U <- I, r <- 0: W unchanged, so Q = W^T W and c = W^T 1 too;
+        U perfectly conditioned. Recomputing Q and c from V as well (the same cost again)
+        removes their drift."""
         mix = self.mix.astype(self.basis.dtype)
+        shared = self.shared_row.astype(self.basis.dtype)
         for start in range(0, self.basis.shape[0], REFOLD_CHUNK):
-            self.basis[start : start + REFOLD_CHUNK] = self.ops.gemm(
-                self.basis[start : start + REFOLD_CHUNK], mix
-            )
+            block = self.ops.gemm(self.basis[start : start + REFOLD_CHUNK], mix)
+            block += shared
+            self.basis[start : start + REFOLD_CHUNK] = block
         self.refolds += 1
         self._reset_factors(recompute_gram)
 
     def _reset_factors(self, recompute_gram: bool = True) -> None:
-        """U = I, and Q recomputed exactly from V (after a load, or a refold that should
-        also remove the drift of Q's float32-product updates)."""
+        """U = I, r = 0, and Q and c recomputed exactly from V (for a fresh state, or a
+        refold that should also remove the drift of their float32-product updates)."""
         xp = self.ops.xp
         self.mirrored = False
         identity = xp.eye(self.dim, dtype=np.float64)
         self.mix_t[...] = identity
         self.mix_inverse[...] = identity
+        self.shared_row[...] = 0.0
         self.condition_bound = 1.0
         if not recompute_gram:
             return
         self.gram[...] = 0.0
+        self.column_sum[...] = 0.0
         for start in range(0, self.basis.shape[0], REFOLD_CHUNK):
             block = self.basis[start : start + REFOLD_CHUNK]
             self.gram += self.ops.gemm(block.T, block)  # V's precision, summed in float64
+            self.column_sum += block.sum(axis=0, dtype=np.float64)
 
     def weights(self) -> Any:
-        """W = V U on the backend (O(D d^2): for export and checks, not for training)."""
-        return (self.basis.astype(np.float64) @ self.mix).astype(self.basis.dtype)
+        """W = V U + 1 r^T on the backend (O(D d^2): for export and checks, not training)."""
+        return self._exact_weights().astype(self.basis.dtype)
+
+    def _exact_weights(self) -> Any:
+        return self.basis.astype(np.float64) @ self.mix + self.shared_row
 
     def consistency(self) -> dict[str, float]:
-        """Invariants: relative |Q - W^T W|, |U U^-1 - I|, cond(U)."""
+        """Invariants: relative |Q - W^T W| and |c - W^T 1|, |U U^-1 - I|, cond(U)."""
         xp = self.ops.xp
-        w = self.basis.astype(np.float64) @ self.mix
+        w = self._exact_weights()
         exact = w.T @ w
         scale = max(float(xp.abs(exact).max()), 1e-300)
         gram_error = float(xp.abs(self.gram - exact).max()) / scale
+        sums = w.sum(axis=0)
+        sum_scale = max(float(xp.abs(sums).max()), 1e-300)
+        sum_error = float(xp.abs(self.column_sum - sums).max()) / sum_scale
         inverse_error = float(xp.abs(self.mix @ self.mix_inverse - xp.eye(self.dim)).max())
         singular = xp.linalg.svd(self.mix_t, compute_uv=False)
         condition = float(singular[0] / singular[-1])
-        return {"gram": gram_error, "inverse": inverse_error, "condition": condition}
+        return {
+            "gram": gram_error,
+            "column_sum": sum_error,
+            "inverse": inverse_error,
+            "condition": condition,
+        }
 
     def check_finite(self) -> bool:
         """V and the d x d matrices, without forming W (O(D d^2))."""
