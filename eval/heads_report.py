@@ -451,9 +451,9 @@ def table(report: dict[str, Any]) -> str:
         (
             f"Budget {budget:g} s of training. Own run: floor({budget:g} s / the fixed run's "
             "mean epoch time) epochs, so that its learning rate decays within them (the fixed "
-            f"run itself where that is {epochs}); its measured time shown. Beside it, read off "
-            f"the fixed {epochs}-epoch run: its last checkpoint within {budget:g} s (where its "
-            "learning rate has not decayed)."
+            f"run itself where that is {epochs}); its measured time shown, '(over)' past the "
+            f"budget. Beside it, read off the fixed {epochs}-epoch run: its last checkpoint "
+            f"within {budget:g} s (where its learning rate has not decayed)."
         ),
         "",
         row(*header),
@@ -465,7 +465,8 @@ def table(report: dict[str, Any]) -> str:
             cells = ["none (one epoch > budget)", "", *scores(None)]
         else:
             reused = " (= fixed run)" if r.budget_reused else ""
-            cells = [f"{own.epoch}{reused}", f"{own.seconds:,.1f}", *scores(own)]
+            over = " (over)" if own.seconds > budget else ""
+            cells = [f"{own.epoch}{reused}", f"{own.seconds:,.1f}{over}", *scores(own)]
         if read is None:
             cells += ["none", "", *scores(None)[:3]]
         else:
@@ -486,10 +487,17 @@ def load_pyplot() -> Any:
     return plt
 
 
+def seconds_label(value: float, _: int) -> str:
+    """Tick labels 0.1, 0.2, 0.5, 1, 2, 5, 10, ... (matplotlib's would read 2x10^0)."""
+    return f"{value:g}" if f"{value:e}"[0] in "125" else ""
+
+
 def plot(report: dict[str, Any], path: Path) -> None:
     """Three panels of quality against training time: a line per head, a marker per
     checkpoint; the budget runs as stars, the budget as a dashed line."""
     plt = load_pyplot()
+    from matplotlib import ticker
+
     figure, axes = plt.subplots(1, 3, figsize=(16, 5), constrained_layout=True)
     panels = [
         ("analogy", "Google analogy %", 100.0),
@@ -511,6 +519,8 @@ def plot(report: dict[str, Any], path: Path) -> None:
                 axis.plot(result.budget.seconds, budget_value, "*", color=colour, markersize=14)
     for axis, (_, title, _) in zip(axes, panels):
         axis.set_xscale("log")
+        axis.xaxis.set_major_formatter(ticker.FuncFormatter(seconds_label))
+        axis.xaxis.set_minor_formatter(ticker.FuncFormatter(seconds_label))
         axis.set_xlabel("training seconds (log scale)")
         axis.set_title(title)
         axis.grid(True, which="both", alpha=0.3)
@@ -595,6 +605,8 @@ def options_of(args: argparse.Namespace) -> dict[str, Any]:
 def train_all(args: argparse.Namespace) -> dict[str, Any]:
     """Train and score every head in turn; the report as ``--json`` writes it."""
     options = options_of(args)
+    for head in args.heads:  # refuse bad settings before reading the corpus
+        Settings.from_options(**options, head=head)
     with tempfile.TemporaryDirectory(prefix="embedtrain-heads-") as name:
         scratch = Path(name)
         corpora = split_corpus(args, scratch)
