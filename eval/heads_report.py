@@ -34,8 +34,14 @@ vocabulary (W the output vectors), in float64, for the heads whose output is a n
 distribution (``HELD_OUT_NLL``); "n/a" for the others. Its value depends on the vocabulary,
 so it compares heads trained on the same words only.
 
-``--max-words N`` trains on the first N tokens; the O(D d) heads (``--slow-heads``, default
-``softmax``) on at most ``--slow-heads-max-words`` of those, as the table says.
+CORPUS is what ``embedtrain train`` reads (default: the shipped corpus). ``--max-words N``
+uses its first N tokens (the held-out lines are the last of them); the O(D d) heads (``--slow-heads``, default ``softmax``) on at
+most ``--slow-heads-max-words`` of those, as the table says.
+
+Times compare only on an otherwise idle machine. On a shared one, OPENBLAS_NUM_THREADS=1
+keeps the BLAS threads of the batched heads from spinning against the other work: on the
+2-core development machine under outside load, 2-thread BLAS made the spherical head's
+epochs 20 to 80 times slower and their times erratic.
 
     python eval/heads_report.py ../shared/corpora/bench17m.txt.xz --max-words 1000000 \\
         --budget 60 --table heads.md --plot heads.png --json heads.json
@@ -113,6 +119,8 @@ class Checkpoint:
 
 @dataclass
 class HeadResult:
+    """One head's figures, as ``--json`` writes them."""
+
     head: str
     words: int  # corpus tokens per epoch (out-of-vocabulary ones included)
     vocab: int
