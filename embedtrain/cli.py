@@ -38,6 +38,16 @@ EXIT_INTERRUPTED = 130
 DEFAULTS = Settings()
 
 
+def _default_rates(heads) -> str:
+    """Each head's default learning rate, heads sharing one named together."""
+    from embedtrain.settings import head_default_lr
+
+    grouped: dict[float, list[str]] = {}
+    for name in heads:
+        grouped.setdefault(head_default_lr(Settings(head=name)), []).append(name)
+    return "; ".join(f"{rate} for {', '.join(names)}" for rate, names in grouped.items())
+
+
 def _train_parser(commands) -> None:
     from embedtrain.heads import HEADS
 
@@ -97,7 +107,11 @@ def _train_parser(commands) -> None:
         help=f"subsampling threshold for frequent words; 0 disables (default: {d.sample})",
     )
     p.add_argument("--epochs", type=int, help=f"passes over the corpus (default: {d.epochs})")
-    p.add_argument("--lr", type=float, help=f"initial learning rate (default: {d.lr})")
+    p.add_argument(
+        "--lr",
+        type=float,
+        help=f"initial learning rate; 0 picks the head's: {_default_rates(HEADS)} (default: 0)",
+    )
     p.add_argument(
         "--min-lr", type=float, help=f"final learning rate, reached linearly (default: {d.min_lr})"
     )

@@ -33,12 +33,12 @@ class Settings:
     max_final_vocab: int | None = None
     sample: float = 1e-3
     epochs: int = 5
-    lr: float = 0.025
+    lr: float = 0.0  # 0: the head's default (see Head.default_lr), resolved by from_options
     min_lr: float = 1e-4
     threads: int = 2
     seed: int = 1
     batch_size: int = 0  # examples per minibatch on the batched engine; 0: the head's default
-    epsilon: float = 1e-3  # spherical softmax: P(c|h) = (o_c^2 + eps) / (|o|^2 + D eps)
+    epsilon: float = 0.1  # spherical softmax: P(c|h) = (o_c^2 + eps) / (|o|^2 + D eps)
     zloss_a: float = 0.1  # Z-loss: softplus(a (b - z)) / a
     zloss_b: float = 10.0
     exact: str = "factored"  # exact heads: "factored" (O(d^2)) or "naive" (O(Dd)) reference
@@ -61,6 +61,7 @@ class Settings:
         for name, value in self.to_dict().items():
             if isinstance(value, float) and not math.isfinite(value):
                 raise SettingsError(f"--{_flag(name)} must be a finite number, not {value}")
+        kind = head_kind(self.head)
         checks = [
             (self.model in MODELS, f"--model must be one of {', '.join(MODELS)}"),
             (self.dim > 0, "--dim must be positive"),
@@ -92,7 +93,7 @@ class Settings:
         for ok, message in checks:
             if not ok:
                 raise SettingsError(message)
-        head_kind(self.head).check_settings(self)
+        kind.check_settings(self)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -110,6 +111,8 @@ class Settings:
         if unknown:
             raise SettingsError(f"unknown option {unknown[0]!r}; options are {', '.join(_TYPES)}")
         settings = replace(cls(), **options)
+        if isinstance(settings.lr, Real) and settings.lr == 0:
+            settings.lr = head_default_lr(settings)
         settings.validate()
         return settings
 
@@ -124,6 +127,15 @@ class Settings:
         settings = replace(self, **options)
         settings.validate()
         return settings
+
+
+def head_default_lr(settings: Settings) -> float:
+    """The initial learning rate ``lr = 0`` stands for: the head's (an unknown head name is
+    reported by :meth:`Settings.validate`)."""
+    from embedtrain.heads import HEADS
+
+    kind = HEADS.get(settings.head)
+    return kind.default_lr(settings) if kind is not None else 0.0
 
 
 def _flag(name: str) -> str:

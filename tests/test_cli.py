@@ -11,6 +11,7 @@ import time
 import pytest
 
 from embedtrain.cli import main
+from embedtrain.settings import Settings
 
 FAST = ["--dim", "16", "--epochs", "1", "--threads", "1", "--device", "cpu", "--quiet"]
 
@@ -172,7 +173,7 @@ def test_unreadable_corpus(capsys, tmp_path):
         ("--dim", "0", "--dim"),
         ("--window", "0", "--window"),
         ("--negative", "-1", "--negative"),
-        ("--lr", "0", "--lr"),
+        ("--lr", "-0.5", "--lr"),
         ("--head", "nonsense", "--head"),
         ("--epochs", "0", "--epochs"),
         ("--min-count", "0", "--min-count"),
@@ -252,7 +253,18 @@ def test_help_lists_defaults(capsys):
         "--resume",
     ]:
         assert option in out
-    assert "(default: 0.025)" in out and "(default: cbow)" in out
+    assert "(default: cbow)" in out
+    flat = " ".join(out.split())
+    assert "0.025 for ns, hs" in flat and "0.05 for taylor" in flat  # --lr 0: the head's rate
+
+
+def test_lr_zero_is_the_heads_default_and_is_saved_explicitly():
+    """lr = 0 stands for the head's rate, resolved once; the settings then hold the number
+    (a resumed run, or a reader of ``.settings``, never sees the 0)."""
+    assert Settings.from_options().lr == 0.025
+    assert Settings.from_options(head="taylor").lr == 0.05
+    assert Settings.from_options(head="taylor", lr=0.2).lr == 0.2
+    assert Settings.from_options(head="squared", lr=0).lr == 0.025
 
 
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])

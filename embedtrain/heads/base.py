@@ -105,6 +105,11 @@ class Head(ABC):
             )
 
     @classmethod
+    def default_lr(cls, settings: Settings) -> float:
+        """The initial learning rate when ``lr`` is 0: word2vec's and gensim's 0.025."""
+        return 0.025
+
+    @classmethod
     def batch_size(cls, settings: Settings) -> int:
         """Examples per minibatch on the batched engine: ``batch_size`` or the default."""
         return settings.batch_size or cls.default_batch_size

@@ -55,8 +55,14 @@ class SphericalFamilyLoss(ABC):
 
     name: str
     kind: int  # the loss as the compiled step knows it (factored_kernel.SQUARED, ...)
-    #: The loss's constants as the compiled step takes them (factored_kernel.LOSS_*).
+    #: The loss's constants as the compiled step takes them (epsilon, a, b).
     constants: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    #: Initial learning rate when ``lr`` is 0 (word2vec's unless measured otherwise).
+    default_lr: float = 0.025
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SphericalFamilyLoss:
+        return cls()
 
     @abstractmethod
     def derivatives(
@@ -106,6 +112,10 @@ class SphericalSoftmax(SphericalFamilyLoss):
         self.epsilon = epsilon
         self.constants = (epsilon, 0.0, 0.0)
 
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SphericalSoftmax:
+        return cls(settings.epsilon)
+
     def derivatives(self, ops, q, s, scores, present, vocab_size):
         xp = ops.xp
         weights = present.astype(np.float64)
@@ -123,6 +133,9 @@ class TaylorSoftmax(SphericalFamilyLoss):
 
     name = "taylor"
     kind = factored_kernel.TAYLOR
+    #: Measured on the first 2M tokens of bench17m, skip-gram, 3 epochs (README): 0.025
+    #: learns a third as fast; 0.2 and above drift away.
+    default_lr = 0.05
 
     def derivatives(self, ops, q, s, scores, present, vocab_size):
         xp = ops.xp
@@ -147,6 +160,10 @@ class ZLoss(SphericalFamilyLoss):
         self.margin = margin
         self.constants = (0.0, sharpness, margin)
 
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ZLoss:
+        return cls(settings.zloss_a, settings.zloss_b)
+
     def derivatives(self, ops, q, s, scores, present, vocab_size):
         xp = ops.xp
         weights = present.astype(np.float64)
@@ -166,6 +183,11 @@ class FullSoftmax:
     """Sum over targets t of -log softmax(o)_t: the O(D d) baseline."""
 
     name = "softmax"
+    default_lr = 0.025
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> FullSoftmax:
+        return cls()
 
     def full_gradient(
         self, ops: Ops, output: Any, rows: Any, present: Any
@@ -212,8 +234,12 @@ class ExactHead(Head):
         seed: int,
         parameters: dict[str, np.ndarray] | None = None,
     ) -> Head:
-        loss = LOSSES[settings.head](settings)
+        loss = LOSSES[settings.head].from_settings(settings)
         return cls._form(settings)(loss, vocab, settings, ops, seed, parameters=parameters)
+
+    @classmethod
+    def default_lr(cls, settings: Settings) -> float:
+        return LOSSES[settings.head].default_lr
 
     @staticmethod
     def _form(settings: Settings) -> type[ExactHead]:
@@ -487,10 +513,10 @@ class FactoredHead(ExactHead):
 
 
 #: The loss of each exact head, from the settings.
-LOSSES = {
-    "spherical": lambda settings: SphericalSoftmax(settings.epsilon),
-    "squared": lambda settings: SquaredError(),
-    "taylor": lambda settings: TaylorSoftmax(),
-    "zloss": lambda settings: ZLoss(settings.zloss_a, settings.zloss_b),
-    "softmax": lambda settings: FullSoftmax(),
+LOSSES: dict[str, type[SphericalFamilyLoss | FullSoftmax]] = {
+    "spherical": SphericalSoftmax,
+    "squared": SquaredError,
+    "taylor": TaylorSoftmax,
+    "zloss": ZLoss,
+    "softmax": FullSoftmax,
 }
