@@ -40,7 +40,9 @@ def train(
     on the shipped corpus. ``options`` are the command line's options in snake_case
     (``model``, ``head``, ``dim``, ``window``, ``negative``, ``min_count``, ``sample``,
     ``epochs``, ``lr``, ``min_lr``, ``threads``, ``seed``, ``device``, ``engine``,
-    ``batch_size``, ``epsilon``, ...) with the same defaults (:class:`Settings`).
+    ``batch_size``, ``epsilon``, ``zloss_a``, ``zloss_b``, ``cutoffs``, ``div_value``,
+    ...) with the same defaults (:class:`Settings`); ``lr=0`` (the default) is the head's
+    rate.
 
     ``callbacks`` are called after each epoch with its :class:`EpochReport`; one that
     returns False or raises :class:`StopTraining` ends training there. ``resume``

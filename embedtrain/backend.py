@@ -31,6 +31,9 @@ class Ops:
     #: Whether heads may run their compiled CPU forms on this backend's arrays (host
     #: arrays and Numba kernels); otherwise they take their array forms.
     runs_compiled_kernels = False
+    #: The fixed cost of one small array operation in multiply-adds (the flat part of
+    #: the cost of a product, which the adaptive softmax's cost model charges per cluster).
+    fixed_cost = 1_000_000.0
 
     def asarray(self, array: Any, dtype: Any = None) -> Any:
         """Copy a host array to this backend (no copy when already there)."""

@@ -136,6 +136,17 @@ def _train_parser(commands) -> None:
         "--epsilon", type=float, help=f"spherical softmax epsilon (default: {d.epsilon})"
     )
     p.add_argument(
+        "--cutoffs",
+        help="adaptive softmax cluster bounds in frequency rank, e.g. 2000,10000 (default: "
+        "chosen from the vocabulary's counts by the paper's cost model, and printed)",
+    )
+    p.add_argument(
+        "--div-value",
+        type=float,
+        help="adaptive softmax: tail cluster i projects to d / div^i dimensions "
+        f"(default: {d.div_value}, PyTorch's)",
+    )
+    p.add_argument(
         "--zloss-a",
         type=float,
         help=f"Z-loss sharpness a in softplus(a (b - z)) / a (default: {d.zloss_a})",

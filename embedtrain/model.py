@@ -55,7 +55,11 @@ class Model:
         history: list[dict] | None = None,
         epoch_words: int = 0,
     ) -> None:
-        """A fresh model (seeded initialisation) or, given the arrays, one built from them."""
+        """A fresh model (seeded initialisation, the settings settled by the head for the
+        vocabulary) or, given the arrays, one built from them."""
+        kind = head_kind(settings.head)
+        if head_parameters is None:
+            settings = kind.settle(settings, vocab, ops)
         self.vocab = vocab
         self.settings = settings
         self.ops = ops
@@ -67,7 +71,6 @@ class Model:
             vectors -= 1.0
             vectors /= settings.dim
         self.vectors = ops.asarray(vectors, dtype=np.float32)
-        kind = head_kind(settings.head)
         self.head: Head = kind.create(vocab, settings, ops, settings.seed + 1, head_parameters)
         self.words_done = words_done  # in-vocabulary words trained on, over all epochs
         self.history: list[dict] = history or []  # per-epoch reports, over all runs

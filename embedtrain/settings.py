@@ -41,6 +41,8 @@ class Settings:
     epsilon: float = 0.1  # spherical softmax: P(c|h) = (o_c^2 + eps) / (|o|^2 + D eps)
     zloss_a: float = 0.1  # Z-loss: softplus(a (b - z)) / a
     zloss_b: float = 10.0
+    cutoffs: str = ""  # adaptive softmax: "2000,10000"; empty: chosen by the cost model
+    div_value: float = 4.0  # adaptive softmax: tail i projects to d / div_value^i (PyTorch's)
     exact: str = "factored"  # exact heads: "factored" (O(d^2)) or "naive" (O(Dd)) reference
     max_sentence_length: int = 10_000
     device: str = "auto"  # where the arrays live: cpu, gpu (CuPy) or auto

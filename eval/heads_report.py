@@ -26,13 +26,15 @@ schedule, whose learning rate has not decayed there).
 
 Scores are ``Embeddings.evaluate()`` on the input vectors: Google analogy accuracy (3CosAdd
 among the 30,000 most frequent words), Spearman on WS-353 and SimLex-999. Held-out loss:
-the last 1% of the corpus lines (``--held-out-lines``) are left out of training; from
+the last 1% of the corpus lines (``--held-out-share``, or ``--held-out-lines``) are left out of training; from
 them, a seeded sample of (centre, context) pairs (``--held-out-pairs``; out-of-vocabulary
 words dropped and windows reduced as in training, no subsampling) scores the mean
 -log P(context | centre), with h the centre's input vector and o = W h over the whole
 vocabulary (W the output vectors), in float64, for the heads whose output is a normalised
-distribution (``HELD_OUT_NLL``); "n/a" for the others. Its value depends on the vocabulary,
-so it compares heads trained on the same words only.
+distribution (``HELD_OUT_NLL``), or from the head's own ``log_probabilities`` where its
+distribution is not a function of W h alone (the adaptive softmax's clusters); "n/a" for
+the others. Its value depends on the vocabulary, so it compares heads trained on the same
+words only.
 
 CORPUS is what ``embedtrain train`` reads (default: the shipped corpus). ``--max-words N``
 uses its first N tokens (the held-out lines are the last of them); the O(D d) heads (``--slow-heads``, default ``softmax``) on at
@@ -173,7 +175,9 @@ def split_corpus(args: argparse.Namespace, scratch: Path) -> Corpora:
             out.write(" ".join(sentence) + "\n")
             lines += 1
             words += len(sentence)
-    held = args.held_out_lines if args.held_out_lines is not None else max(1, round(lines / 100))
+    held = args.held_out_lines
+    if held is None:
+        held = max(1, round(lines * args.held_out_share))
     if held >= lines:
         sys.exit(f"heads_report: {held:,} held-out lines leave nothing of {lines:,} to train on")
     paths = {name: scratch / f"{name}.txt" for name in ("train", "slow", "warm_up")}
@@ -249,6 +253,14 @@ def held_out_loss(emb: embedtrain.Embeddings, pairs: tuple[np.ndarray, np.ndarra
     nll = HELD_OUT_NLL.get(settings.head)
     outputs = emb.output_vectors
     centre, context = pairs
+    head = emb._model.head
+    if hasattr(head, "log_probabilities") and len(centre):  # its own factorised distribution
+        total = 0.0
+        step = max(1, CHUNK_ELEMENTS // len(emb.words))
+        for start in range(0, len(centre), step):
+            log_p = head.log_probabilities(emb.vectors[centre[start : start + step]])
+            total -= float(np.take_along_axis(log_p, context[start : start + step, None], 1).sum())
+        return total / len(centre)
     if nll is None or outputs is None or not len(centre):
         return None
     weights = outputs.astype(np.float64)
@@ -584,7 +596,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--max-words", type=int, help="train on the first N tokens")
     parser.add_argument("--slow-heads", nargs="*", default=["softmax"])
     parser.add_argument("--slow-heads-max-words", type=int, default=1_000_000)
-    parser.add_argument("--held-out-lines", type=int, help="default: 1%% of the lines")
+    parser.add_argument("--held-out-lines", type=int, help="default: --held-out-share")
+    parser.add_argument("--held-out-share", type=float, default=0.01, help="of the lines")
     parser.add_argument("--held-out-pairs", type=int, default=5_000)
     parser.add_argument(
         "--verify-resume",

@@ -348,6 +348,7 @@ def stop_inside_the_first_epoch(monkeypatch):
         {"head": "softmax", "batch_size": 16},
         {"head": "taylor", "batch_size": 16},
         {"head": "zloss", "batch_size": 16, "model": "cbow"},
+        {"head": "adaptive", "batch_size": 16, "cutoffs": "5,20"},
     ],
     ids=[
         "ns-compiled",
@@ -358,6 +359,7 @@ def stop_inside_the_first_epoch(monkeypatch):
         "softmax",
         "taylor",
         "zloss-cbow",
+        "adaptive",
     ],
 )
 def test_resume_inside_an_epoch_is_exact(monkeypatch, long_corpus, tmp_path, options):

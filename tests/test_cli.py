@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+import embedtrain
 from embedtrain.cli import main
 from embedtrain.settings import Settings
 
@@ -316,6 +317,7 @@ def test_ctrl_c_saves_model_and_resumes(structured_corpus, tmp_path, stop):
         ("taylor", "naive"),
         ("zloss", "factored"),
         ("softmax", ""),
+        ("adaptive", ""),
     ],
 )
 def test_exact_heads_on_the_shipped_corpus(capsys, tmp_path, head, exact):
@@ -544,3 +546,25 @@ def test_a_closed_stdout_is_not_a_traceback(structured_corpus):
     process.stdout.close()
     _, err = process.communicate(timeout=300)
     assert "Traceback" not in err.decode() and process.returncode in (0, 2)
+
+
+def test_adaptive_prints_its_cutoffs_and_keeps_them_for_resume(capsys, tmp_path):
+    """The cutoffs the cost model chose are printed with the shortlist's share of the
+    tokens, saved in the model's settings, and the output vectors are written."""
+    model = tmp_path / "m.npz"
+    code, _, err = run_cli(
+        capsys,
+        *("train", "-o", tmp_path / "v.txt", "--head", "adaptive", "--cutoffs", "300,1000"),
+        *("--epochs", "1", "--min-count", "50", "--dim", "16", "--device", "cpu"),
+        *("--save-model", model, "--save-output", tmp_path / "out.txt"),
+    )
+    assert code == 0
+    assert "adaptive softmax: cutoffs 300,1000 (given): shortlist of 300 words holds" in err
+    assert "tail of 700 words in 4 dimensions" in err
+    emb = embedtrain.load(model)
+    assert emb.settings.cutoffs == "300,1000"
+    assert len((tmp_path / "out.txt").read_text().splitlines()) == len(emb) + 1
+    code, _, err = run_cli(
+        capsys, "train", "-o", tmp_path / "v.txt", "--head", "adaptive", "--cutoffs", "9,3"
+    )
+    assert code == 2 and "--cutoffs must be increasing" in err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from embedtrain.errors import SettingsError
+from embedtrain.heads.adaptive import AdaptiveSoftmax
 from embedtrain.heads.base import PADDING, Head, StepResult
 from embedtrain.heads.exact import ExactHead
 from embedtrain.heads.sparse import HierarchicalSoftmax, NegativeSampling
@@ -17,6 +18,7 @@ HEADS: dict[str, type[Head]] = {
     "taylor": ExactHead,
     "zloss": ExactHead,
     "softmax": ExactHead,
+    "adaptive": AdaptiveSoftmax,
 }
 
 

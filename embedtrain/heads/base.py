@@ -83,6 +83,13 @@ class Head(ABC):
         return cls(vocab, settings, ops, seed, parameters)
 
     @classmethod
+    def settle(cls, settings: Settings, vocab: Vocabulary, ops: Ops) -> Settings:
+        """The settings with what the head derives from the vocabulary written out, for a
+        fresh model (saved with it, so a resumed run keeps them); most heads derive
+        nothing. :class:`SettingsError` where the vocabulary rules the settings out."""
+        return settings
+
+    @classmethod
     def check_settings(cls, settings: Settings) -> None:
         """Raise :class:`SettingsError` for values this head cannot train with."""
         limit = cls.max_batch_size
