@@ -31,9 +31,14 @@ class Ops:
     #: Whether heads may run their compiled CPU forms on this backend's arrays (host
     #: arrays and Numba kernels); otherwise they take their array forms.
     runs_compiled_kernels = False
-    #: The fixed cost of one small array operation in multiply-adds (the flat part of
-    #: the cost of a product, which the adaptive softmax's cost model charges per cluster).
-    fixed_cost = 1_000_000.0
+    #: What one tail cluster's few array operations cost beyond their arithmetic, in
+    #: multiply-adds (the flat part of a product's cost, which the adaptive softmax's cost
+    #: model charges per cluster). Measured on the host (``eval/bench_adaptive.py
+    #: --fixed-cost``: 261 us at 71 G multiply-adds/s, 2 cores).
+    fixed_cost = 18.6e6
+    #: A softmax's elementwise work (exponential, sums, gradient) per output, in
+    #: multiply-adds: measured 1.2-1.4 ns an element against 1.9 ns for a d = 100 product.
+    softmax_cost = 70.0
 
     def asarray(self, array: Any, dtype: Any = None) -> Any:
         """Copy a host array to this backend (no copy when already there)."""
@@ -167,6 +172,9 @@ class CupyOps(Ops):
     """The same operations on a CUDA GPU with CuPy."""
 
     name = "cupy"
+    #: Not measured (no GPU in development): about 20 kernel launches of ~10 us per
+    #: cluster at ~20 T multiply-adds/s; ``eval/bench_adaptive.py --fixed-cost`` measures it.
+    fixed_cost = 4e9
 
     def __init__(self, cupy: Any) -> None:
         import cupyx

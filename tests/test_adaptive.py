@@ -136,6 +136,9 @@ def test_parameter_shapes_follow_the_cutoffs_and_div_value():
     }
 
 
+COSTS = (70.0, 18.6e6)  # the host's softmax and fixed costs (backend.NumpyOps)
+
+
 def zipf_counts(size, exponent=1.0):
     return (1e9 / np.arange(1, size + 1) ** exponent).astype(np.int64) + 1
 
@@ -145,15 +148,15 @@ def test_cutoff_chooser_on_known_profiles():
     tiny vocabulary stays one softmax; a flat profile gains nothing from tails with a
     fixed cost; and the choice is the minimum of the stated cost over all candidates."""
     zipf = zipf_counts(70_000)
-    chosen = choose_cutoffs(zipf, 100, 4.0, 64, 6.0, 1e6)
+    chosen = choose_cutoffs(zipf, 100, 4.0, 64, 6.0, COSTS)
     assert 1 <= len(chosen) <= 4 and chosen[0] <= 5_000
     shares = zipf / zipf.sum()
-    best = expected_cost(chosen, shares, 100, 4.0, 64, 6.0, 1e6)
+    best = expected_cost(chosen, shares, 100, 4.0, 64, 6.0, COSTS)
     for other in ([], [2000], [2000, 10000], [1000, 5000, 20000], [100], [50000]):
-        assert best <= expected_cost(other, shares, 100, 4.0, 64, 6.0, 1e6)
-    assert choose_cutoffs(zipf_counts(150), 100, 4.0, 64, 6.0, 1e6) == []
+        assert best <= expected_cost(other, shares, 100, 4.0, 64, 6.0, COSTS)
+    assert choose_cutoffs(zipf_counts(150), 100, 4.0, 64, 6.0, COSTS) == []
     flat = np.full(3_000, 10)
-    assert choose_cutoffs(flat, 100, 4.0, 64, 6.0, 1e12) == []
+    assert choose_cutoffs(flat, 100, 4.0, 64, 6.0, (70.0, 1e12)) == []
 
 
 def test_expected_cost_by_hand():
@@ -161,10 +164,12 @@ def test_expected_cost_by_hand():
     batch of 10 examples with 2 targets each."""
     counts = np.array([40, 20, 5, 5, 5, 5, 5, 5, 5, 5])
     shares = counts / counts.sum()
-    cost = expected_cost([4], shares, 100, 4.0, 10, 2.0, 7.0)
+    cost = expected_cost([4], shares, 100, 4.0, 10, 2.0, (50.0, 7.0))
     rows = 10 * (1 - 0.7**2)  # examples with at least one of their 2 targets in the tail
-    assert cost == pytest.approx(10 * 5 * 100 + rows * 25 * (100 + 6) + 7.0)
-    assert expected_cost([], shares, 100, 4.0, 10, 2.0, 7.0) == 10 * 10 * 100
+    head = 10 * 5 * (300 + 50)  # 4 shortlist words + 1 tail token
+    tail = rows * (300 * 25 + 6 * (75 + 50)) + 7.0
+    assert cost == pytest.approx(head + tail)
+    assert expected_cost([], shares, 100, 4.0, 10, 2.0, (50.0, 7.0)) == 10 * 10 * 350
 
 
 @pytest.mark.parametrize("cutoffs", ["0,10", "10,5", "a,b", "5,5"])

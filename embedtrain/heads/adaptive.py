@@ -67,23 +67,32 @@ def expected_cost(
     div_value: float,
     batch: int,
     targets_per_example: float,
-    fixed_cost: float,
+    ops_costs: tuple[float, float],
 ) -> float:
-    """Multiply-adds of one minibatch's forward pass under the paper's model: the head
-    product for every example; for tail i, the examples with at least one of their K
-    targets in it, batch (1 - (1 - p_i)^K) with p_i the tail's share of the tokens, through
-    a d x d_i projection and a d_i x n_i softmax; and a fixed cost per cluster
-    (``fixed_cost``: the backend's overhead of a cluster's few array operations, in
-    multiply-adds: the flat part of the paper's g(k, B))."""
+    """Multiply-adds of one minibatch step under the paper's cost model, counting each
+    product three times (forward, the input's gradient, the weights' gradient):
+
+    - the head, for every example: (c_1 + J) outputs of a d-dimensional product and a
+      softmax;
+    - tail i, for the examples with at least one of their K targets in it,
+      batch (1 - (1 - p_i)^K) with p_i the tail's share of the tokens: the d x d_i
+      projection, then n_i outputs of a d_i-dimensional product and a softmax;
+    - ``ops_costs`` = (cost of the softmax per output element, fixed cost per cluster),
+      the backend's (:attr:`Ops.softmax_cost`, :attr:`Ops.fixed_cost`): the exponentials
+      cost as much as a product of dozens of dimensions, and a cluster's few array
+      operations as a product of millions (the flat part of the paper's g(k, B))."""
+    softmax_cost, fixed_cost = ops_costs
     vocab_size = len(shares)
     bounds = [*cutoffs, vocab_size]
-    cost = batch * (cutoffs[0] + len(cutoffs)) * dim if cutoffs else batch * vocab_size * dim
+    outputs = cutoffs[0] + len(cutoffs) if cutoffs else vocab_size
+    cost = batch * outputs * (3 * dim + softmax_cost)
     for (start, stop), reduced in zip(
         itertools.pairwise(bounds), tail_dims(dim, div_value, len(cutoffs)), strict=True
     ):
         share = float(shares[start:stop].sum())
         rows = batch * (1.0 - (1.0 - share) ** targets_per_example)
-        cost += rows * reduced * (dim + stop - start) + fixed_cost
+        cost += rows * (3 * dim * reduced + (stop - start) * (3 * reduced + softmax_cost))
+        cost += fixed_cost
     return cost
 
 
@@ -93,7 +102,7 @@ def choose_cutoffs(
     div_value: float,
     batch: int,
     targets_per_example: float,
-    fixed_cost: float,
+    ops_costs: tuple[float, float],
 ) -> list[int]:
     """The cutoffs (from the 1-2-5 candidates below D, at most :data:`MAX_TAIL_CLUSTERS`)
     that minimise :func:`expected_cost` for a vocabulary with ``counts`` (frequency order);
@@ -107,11 +116,11 @@ def choose_cutoffs(
         for mantissa in CANDIDATE_MANTISSAS
         if mantissa * 10**exponent < vocab_size
     ]
-    best, best_cost = [], expected_cost([], shares, dim, div_value, batch, 1.0, fixed_cost)
+    best, best_cost = [], expected_cost([], shares, dim, div_value, batch, 1.0, ops_costs)
     for size in range(1, MAX_TAIL_CLUSTERS + 1):
         for cutoffs in itertools.combinations(candidates, size):
             cost = expected_cost(
-                list(cutoffs), shares, dim, div_value, batch, targets_per_example, fixed_cost
+                list(cutoffs), shares, dim, div_value, batch, targets_per_example, ops_costs
             )
             if cost < best_cost:
                 best, best_cost = list(cutoffs), cost
@@ -153,7 +162,7 @@ class AdaptiveSoftmax(Head):
                 settings.div_value,
                 cls.batch_size(settings),
                 targets,
-                ops.fixed_cost,
+                (ops.softmax_cost, ops.fixed_cost),
             )
         share = float(vocab.counts[: cutoffs[0] if cutoffs else len(vocab)].sum())
         share /= max(int(vocab.counts.sum()), 1)
