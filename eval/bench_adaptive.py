@@ -15,6 +15,7 @@ one tail cluster adds to a step when a single example has a target in it (its fe
 operations, almost no arithmetic), in multiply-adds at the rate of the head's product.
 
     python eval/bench_adaptive.py --fixed-cost
+    python eval/bench_adaptive.py --compiled-softmax   # a compiled form of the softmax
 
 End to end (held-out log-loss, analogy, WS-353, SimLex-999 next to ``softmax`` and ``ns``)
 is ``eval/heads_report.py`` on the first 2M tokens of bench17m with 5% of the lines held
@@ -77,6 +78,60 @@ def fixed_cost(repeats: int) -> None:
     )
 
 
+def compiled_softmax(repeats: int) -> None:
+    """The adaptive step's elementwise softmax (its largest cost after the products) as
+    one fused Numba loop against the array form's NumPy calls, on the same scores."""
+    import time
+
+    from numba import njit
+
+    from embedtrain.heads.adaptive import _softmax_loss
+
+    @njit(fastmath=True)
+    def fused(scores, rows, columns):
+        m, n = scores.shape
+        count = np.zeros(m)
+        for r in rows:
+            count[r] += 1.0
+        loss = 0.0
+        for j in range(m):
+            peak = scores[j, 0]
+            for i in range(n):
+                peak = max(peak, scores[j, i])
+            total = np.float32(0.0)
+            for i in range(n):
+                scores[j, i] = np.exp(scores[j, i] - peak)
+                total += scores[j, i]
+            loss += count[j] * (np.log(total) + peak)
+            scale = np.float32(count[j] / total)
+            for i in range(n):
+                scores[j, i] *= scale
+        for k in range(rows.shape[0]):
+            scores[rows[k], columns[k]] -= 1.0
+        return loss
+
+    ops = NumpyOps()
+    rng = np.random.default_rng(0)
+    for n in (2_000, 40_000):
+        base = rng.normal(0, 1, (64, n)).astype(np.float32)
+        rows, columns = np.repeat(np.arange(64), 2), rng.integers(0, n, 128)
+        fused(base.copy(), rows, columns)
+        best = {"numpy": float("inf"), "numba": float("inf")}
+        for _ in range(repeats):
+            for name in ("numpy", "numba"):
+                started = time.perf_counter()
+                for _ in range(20):
+                    if name == "numpy":
+                        _softmax_loss(ops, base, rows, columns)
+                    else:
+                        fused(base.copy(), rows, columns)
+                best[name] = min(best[name], (time.perf_counter() - started) / 20)
+        print(
+            f"64 x {n:,} scores: NumPy {best['numpy'] * 1e6:,.0f} us, fused Numba "
+            f"{best['numba'] * 1e6:,.0f} us ({best['numba'] / best['numpy']:.2f}x the time)"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -87,9 +142,15 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=8, help="minibatches per timed pass")
     parser.add_argument("--repeats", type=int, default=3, help="timed passes per head")
     parser.add_argument("--fixed-cost", action="store_true", help="measure Ops.fixed_cost")
+    parser.add_argument(
+        "--compiled-softmax", action="store_true", help="a fused Numba softmax against NumPy's"
+    )
     args = parser.parse_args()
     if args.fixed_cost:
         fixed_cost(args.repeats)
+        return
+    if args.compiled_softmax:
+        compiled_softmax(args.repeats)
         return
     rng = np.random.default_rng(0)
     ops = NumpyOps()
