@@ -31,9 +31,8 @@ them, a seeded sample of (centre, context) pairs (``--held-out-pairs``; out-of-v
 words dropped and windows reduced as in training, no subsampling) scores the mean
 -log P(context | centre), with h the centre's input vector and o = W h over the whole
 vocabulary (W the output vectors), in float64, for the heads whose output is a normalised
-distribution (``HELD_OUT_NLL``), or from the head's own ``log_probabilities`` where its
-distribution is not a function of W h alone (the adaptive softmax's clusters); "n/a" for
-the others. Its value depends on the vocabulary, so it compares heads trained on the same
+distribution (``Head.log_probabilities``: the full, spherical and Taylor softmax from o,
+the adaptive softmax from its clusters); "n/a" for the others. Its value depends on the vocabulary, so it compares heads trained on the same
 words only.
 
 CORPUS is what ``embedtrain train`` reads (default: the shipped corpus). ``--max-words N``
@@ -57,7 +56,7 @@ import json
 import math
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -75,35 +74,6 @@ WARM_UP_WORDS = 5_000
 #: Elements of one float64 chunk of o = W h (32 MiB): the held-out loss never holds the
 #: whole (pairs x D) output.
 CHUNK_ELEMENTS = 1 << 22
-
-
-def softmax_nll(o: np.ndarray, target: np.ndarray, settings: Settings) -> np.ndarray:
-    """-log softmax(o)_c."""
-    peak = o.max(axis=1)
-    log_norm = np.log(np.exp(o - peak[:, None]).sum(axis=1)) + peak
-    return log_norm - o[np.arange(len(target)), target]
-
-
-def spherical_nll(o: np.ndarray, target: np.ndarray, settings: Settings) -> np.ndarray:
-    """-log (o_c^2 + eps) / (|o|^2 + D eps), eps the settings' epsilon."""
-    eps = settings.epsilon
-    chosen = o[np.arange(len(target)), target]
-    return np.log((o * o).sum(axis=1) + o.shape[1] * eps) - np.log(chosen * chosen + eps)
-
-
-def taylor_nll(o: np.ndarray, target: np.ndarray, settings: Settings) -> np.ndarray:
-    """-log t(o_c) / sum_i t(o_i), t(x) = 1 + x + x^2/2 (positive for every x)."""
-    t = 1.0 + o + 0.5 * o * o
-    return np.log(t.sum(axis=1)) - np.log(t[np.arange(len(target)), target])
-
-
-#: -log P(context | centre) of each head whose output o = W h defines a normalised
-#: distribution over the vocabulary; a new head of that kind adds one entry.
-HELD_OUT_NLL: dict[str, Callable[[np.ndarray, np.ndarray, Settings], np.ndarray]] = {
-    "softmax": softmax_nll,
-    "spherical": spherical_nll,
-    "taylor": taylor_nll,
-}
 
 
 @dataclass
@@ -247,30 +217,20 @@ class HeldOut:
 
 
 def held_out_loss(emb: embedtrain.Embeddings, pairs: tuple[np.ndarray, np.ndarray]) -> float | None:
-    """Mean -log P(context | centre) over ``pairs``; None where the head defines no
-    normalised distribution (or there are no pairs)."""
-    settings = emb.settings
-    nll = HELD_OUT_NLL.get(settings.head)
-    outputs = emb.output_vectors
+    """Mean -log P(context | centre) over ``pairs`` under the head's own distribution
+    (``Head.log_probabilities``); None where the head defines none (or there are no
+    pairs)."""
     centre, context = pairs
     head = emb._model.head
-    if hasattr(head, "log_probabilities") and len(centre):  # its own factorised distribution
-        total = 0.0
-        step = max(1, CHUNK_ELEMENTS // len(emb.words))
+    step = max(1, CHUNK_ELEMENTS // len(emb.words))
+    total = 0.0
+    try:
         for start in range(0, len(centre), step):
             log_p = head.log_probabilities(emb.vectors[centre[start : start + step]])
             total -= float(np.take_along_axis(log_p, context[start : start + step, None], 1).sum())
-        return total / len(centre)
-    if nll is None or outputs is None or not len(centre):
+    except NotImplementedError:
         return None
-    weights = outputs.astype(np.float64)
-    hidden = emb.vectors.astype(np.float64)
-    step = max(1, CHUNK_ELEMENTS // len(weights))
-    total = 0.0
-    for start in range(0, len(centre), step):
-        o = hidden[centre[start : start + step]] @ weights.T
-        total += float(nll(o, context[start : start + step], settings).sum())
-    return total / len(centre)
+    return total / len(centre) if len(centre) else None
 
 
 def checkpoint(emb: embedtrain.Embeddings, held_out: HeldOut) -> Checkpoint:

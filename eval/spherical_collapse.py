@@ -81,29 +81,23 @@ class Variant:
 STUDIED_DEFAULTS = {"epsilon": 1e-3, "lr": 0.025}
 
 
+def patched_variants(constant: str, values: tuple[float, ...]) -> list[Variant]:
+    """One run per value of a module constant of ``embedtrain.heads.exact``."""
+    return [
+        Variant(f"{constant} {value:g}", f"patched exact.{constant}", patches={constant: value})
+        for value in values
+    ]
+
+
 def variants() -> list[Variant]:
     """The default, then one factor at a time, then the reference heads."""
     runs = [Variant("default (eps 1e-3, init 0.01, lr 0.025, cap 0.5)", "default")]
     for eps in (1e-1, 1e-2, 1e-5):
         runs.append(Variant(f"epsilon {eps:g}", "option", options={"epsilon": eps}))
-    for std in (0.001, 0.1):
-        runs.append(
-            Variant(
-                f"OUTPUT_INIT_STD {std:g}",
-                "patched exact.OUTPUT_INIT_STD",
-                patches={"OUTPUT_INIT_STD": std},
-            )
-        )
+    runs += patched_variants("OUTPUT_INIT_STD", (0.001, 0.1))
     for lr in (0.0025, 0.1):
         runs.append(Variant(f"lr {lr:g}", "option", options={"lr": lr}))
-    for cap in (0.1, 0.9):
-        runs.append(
-            Variant(
-                f"STABILITY_CAP {cap:g}",
-                "patched exact.STABILITY_CAP",
-                patches={"STABILITY_CAP": cap},
-            )
-        )
+    runs += patched_variants("STABILITY_CAP", (0.1, 0.9))
     runs.append(Variant("epsilon 1 (extra)", "option", options={"epsilon": 1.0}))
     runs.append(
         Variant(

@@ -387,3 +387,29 @@ def test_factored_matches_naive_when_the_batch_size_changes(path):
         assert relative(a.grad_hidden, b.grad_hidden) < 1e-9
         assert abs(float(a.loss) - float(b.loss)) < 1e-9 * abs(float(b.loss))
     assert relative(fact.state.weights(), ref.weights) < 1e-9
+
+
+@pytest.mark.parametrize("loss_name", ["spherical", "taylor", "softmax"])
+@pytest.mark.parametrize("form", ["factored", "naive"])
+def test_log_probabilities_are_the_heads_distribution(loss_name, form):
+    """What evaluation scores (held-out log-loss): normalised, and for one target each,
+    -log p equals the loss the training step reports (lr 0) and the definition's."""
+    if form == "factored" and loss_name == "softmax":
+        pytest.skip("the full softmax has no factored form")
+    rng = np.random.default_rng(9)
+    loss = LOSSES[loss_name]()
+    head = factored(loss) if form == "factored" else naive(loss)
+    hidden = rng.normal(0, 1.0, (5, DIM))
+    log_p = head.log_probabilities(hidden)
+    np.testing.assert_allclose(np.exp(log_p).sum(axis=1), 1.0, atol=1e-12)
+    targets = np.array([[3], [0], [17], [39], [3]])
+    weights = head.output_vectors().astype(np.float64)
+    expected = reference_loss(loss_name, hidden, targets, weights)
+    assert -np.take_along_axis(log_p, targets, 1).sum() == pytest.approx(expected, rel=1e-12)
+    assert float(head.batch_step(hidden, targets, 0.0).loss) == pytest.approx(expected, rel=1e-9)
+
+
+def test_losses_that_are_not_distributions_say_so():
+    for loss in (SquaredError(), ZLoss(ZLOSS_A, ZLOSS_B)):
+        with pytest.raises(NotImplementedError):
+            naive(loss).log_probabilities(np.zeros((1, DIM)))

@@ -27,7 +27,7 @@ import numpy as np
 
 from embedtrain.backend import Ops
 from embedtrain.errors import SettingsError
-from embedtrain.heads.base import PADDING, Head, StepResult
+from embedtrain.heads.base import PADDING, Head, StepResult, log_softmax
 from embedtrain.settings import Settings
 from embedtrain.vocab import Vocabulary
 
@@ -280,13 +280,13 @@ class AdaptiveSoftmax(Head):
         evaluation and tests (O(D d_i) per example: not what training computes)."""
         xp = self.ops.xp
         h = hidden.astype(np.float64)
-        head = _log_softmax(xp, h @ self.weights["head"].T.astype(np.float64))
+        head = log_softmax(xp, h @ self.weights["head"].T.astype(np.float64))
         shortlist = self.bounds[1]
         parts = [head[:, :shortlist]]
         for i in range(1, self.tails + 1):
             projection = self.weights[f"projection{i}"].astype(np.float64)
             tail = self.weights[f"tail{i}"].astype(np.float64)
-            within = _log_softmax(xp, (h @ projection.T) @ tail.T)
+            within = log_softmax(xp, (h @ projection.T) @ tail.T)
             parts.append(head[:, shortlist + i - 1 : shortlist + i] + within)
         return xp.concatenate(parts, axis=1)
 
@@ -305,12 +305,6 @@ class AdaptiveSoftmax(Head):
             tail = self.weights[f"tail{i}"] @ self.weights[f"projection{i}"]
             parts.append(self.ops.to_host(tail))
         return np.concatenate(parts, axis=0)
-
-
-def _log_softmax(xp: Any, scores: Any) -> Any:
-    peak = scores.max(axis=1, keepdims=True)
-    shifted = scores - peak
-    return shifted - xp.log(xp.exp(shifted).sum(axis=1, keepdims=True))
 
 
 def _softmax_loss(ops: Ops, scores: Any, rows: Any, columns: Any) -> tuple[Any, Any]:

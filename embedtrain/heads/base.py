@@ -159,6 +159,12 @@ class Head(ABC):
         changed since); the loader checks the result as any other."""
         return parameters
 
+    def log_probabilities(self, hidden: Any) -> Any:
+        """log p(w | h) for every word (m x D, float64) where the head's output is a
+        normalised distribution over the vocabulary (for evaluation: O(D d) per example);
+        NotImplementedError otherwise."""
+        raise NotImplementedError(f"the {self.name} head defines no normalised distribution")
+
     def output_vectors(self) -> np.ndarray:
         """One output vector per word, as a host array (heads with ``has_output_vectors``)."""
         raise NotImplementedError(f"the {self.name} head has no per-word output vectors")
@@ -166,6 +172,12 @@ class Head(ABC):
     def check_finite(self) -> bool:
         """Whether every learned parameter is finite."""
         return all(bool(np.isfinite(a).all()) for a in self.parameters().values())
+
+
+def log_softmax(xp: Any, scores: Any) -> Any:
+    """log softmax along each row, shifted by the row's maximum (no overflow)."""
+    shifted = scores - scores.max(axis=1, keepdims=True)
+    return shifted - xp.log(xp.exp(shifted).sum(axis=1, keepdims=True))
 
 
 def logistic_loss_and_gradient(ops: Ops, scores: Any, labels: Any) -> tuple[Any, Any]:

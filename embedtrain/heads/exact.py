@@ -1,9 +1,10 @@
-"""Exact full-vocabulary heads: spherical softmax and squared error in O(d^2) per example
-with the factored update of Vincent, de Brebisson & Bouthillier (NIPS 2015), their naive
-O(D d) references, and the ordinary full softmax.
+"""Exact full-vocabulary heads: spherical softmax, squared error, Taylor softmax and the
+Z-loss in O(d^2) per example with the factored update of Vincent, de Brebisson & Bouthillier
+(NIPS 2015), their naive O(D d) references, and the ordinary full softmax.
 
-Both losses depend on the D-dimensional output o = W h only through q = |o|^2 and the
-outputs at the targets, so with W = V U, Q = W^T W and U^-1 kept current, one exact
+These losses depend on the D-dimensional output o = W h only through q = |o|^2, s = sum of
+o and the outputs at the targets, so with W = V U (+ 1 r^T for the part of the update that
+dL/ds makes dense: :mod:`factored_state`), Q = W^T W and U^-1 kept current, one exact
 minibatch SGD step never forms o (notation of ``shared/papers/BRIEF.md`` section 1):
 
 - forward: q = h^T Q h, o_t = V_t (U h);
@@ -33,7 +34,7 @@ import numpy as np
 
 from embedtrain.backend import Ops
 from embedtrain.heads import factored_kernel
-from embedtrain.heads.base import PADDING, Head, StepResult
+from embedtrain.heads.base import PADDING, Head, StepResult, log_softmax
 from embedtrain.heads.factored_kernel import factored_step, stable_rate
 from embedtrain.heads.factored_state import FactoredState
 from embedtrain.settings import Settings
@@ -70,6 +71,11 @@ class SphericalFamilyLoss(ABC):
     ) -> tuple[Any, Any, Any, Any]:
         """(summed loss, dL/dq (m,), dL/ds (m,), dL/dscores (m, K), zero at padding), all
         float64."""
+
+    def log_distribution(self, xp: Any, output: Any) -> Any:
+        """log P(w | h) of every word from the explicit float64 output (m, D), for the
+        losses that are one (NotImplementedError otherwise)."""
+        raise NotImplementedError(f"{self.name} is not a normalised distribution")
 
     def full_gradient(self, ops: Ops, output: Any, rows: Any, present: Any) -> tuple[Any, Any, Any]:
         """Naive form from the explicit output (m, D): (loss, dL/doutput, dL/dq)."""
@@ -116,6 +122,10 @@ class SphericalSoftmax(SphericalFamilyLoss):
     def from_settings(cls, settings: Settings) -> SphericalSoftmax:
         return cls(settings.epsilon)
 
+    def log_distribution(self, xp, output):
+        norm = (output * output).sum(axis=1, keepdims=True) + output.shape[1] * self.epsilon
+        return xp.log(output * output + self.epsilon) - xp.log(norm)
+
     def derivatives(self, ops, q, s, scores, present, vocab_size):
         xp = ops.xp
         weights = present.astype(np.float64)
@@ -136,6 +146,10 @@ class TaylorSoftmax(SphericalFamilyLoss):
     #: Measured on the first 2M tokens of bench17m, skip-gram, 3 epochs (README): 0.025
     #: learns a third as fast; 0.2 and above drift away.
     default_lr = 0.05
+
+    def log_distribution(self, xp, output):
+        taylor = 1.0 + output + 0.5 * output * output
+        return xp.log(taylor) - xp.log(taylor.sum(axis=1, keepdims=True))
 
     def derivatives(self, ops, q, s, scores, present, vocab_size):
         xp = ops.xp
@@ -189,6 +203,9 @@ class FullSoftmax:
     def from_settings(cls, settings: Settings) -> FullSoftmax:
         return cls()
 
+    def log_distribution(self, xp: Any, output: Any) -> Any:
+        return log_softmax(xp, output)
+
     def full_gradient(
         self, ops: Ops, output: Any, rows: Any, present: Any
     ) -> tuple[Any, Any, None]:
@@ -216,7 +233,7 @@ def _targets(ops: Ops, targets: Any) -> tuple[Any, Any]:
 
 
 class ExactHead(Head):
-    """The exact full-vocabulary heads (``--head spherical|squared|softmax``): the loss
+    """The exact full-vocabulary heads (``--head spherical|squared|taylor|zloss|softmax``): the loss
     and its form (factored or naive) come from the settings in :meth:`create`. Shared:
     the batch-size limit, and learning-rate caps counted and reported."""
 
@@ -300,6 +317,12 @@ class ExactHead(Head):
         used, shrink = stable_rate(host(gram), host(root_g), float(lr), STABILITY_CAP)
         self._count_cap(used, lr)
         return used, shrink
+
+    def log_probabilities(self, hidden: Any) -> Any:
+        """From o = W h in float64, for the losses that are distributions."""
+        xp = self.ops.xp
+        weights = self.ops.asarray(self.output_vectors()).astype(np.float64)
+        return self.loss.log_distribution(xp, hidden.astype(np.float64) @ weights.T)
 
     def _count_cap(self, used: float, lr: float) -> None:
         """Count a step whose rate the stability cap reduced, for :meth:`notices`."""
@@ -455,13 +478,14 @@ class FactoredHead(ExactHead):
             return result, shrink, shrink
         # W_new = W (I - S^T Sigma S) - lr 1 (H^T g_s)^T - lr Y H, S = diag(sqrt(2 lr |g|)) H,
         # Sigma = sign(g): U takes the first factor, r the first two, V the last.
+        signed = bool((grad_q < 0).any())
         signs = xp.where(grad_q < 0, -1.0, 1.0)
         root = xp.sqrt(2.0 * lr) * root_g
         signed_root = (root * signs).astype(compute)
         if m <= d:  # Woodbury: an m x m solve keeps U^-1 current
             inner = xp.eye(m) - hh * root[:, None] * (root * signs)[None, :]  # I - S S^T Sigma
             right_side = (root[:, None] * pulled).astype(compute)
-            if bool((grad_q < 0).any()):
+            if signed:
                 solved = xp.linalg.solve(inner, right_side).astype(compute)
             else:
                 solved = self.ops.solve_spd(inner, right_side)
@@ -499,7 +523,7 @@ class FactoredHead(ExactHead):
         right = xp.concatenate([lr * lr * (outer @ h) - lr * grad_hidden, h], axis=0)
         state.gram += left.T @ right
         pairs = int(example.shape[0])
-        growth = shrink if bool((grad_q < 0).any()) else 0.0
+        growth = shrink if signed else 0.0
         return StepResult(loss, pairs, grad_hidden.astype(hidden.dtype), lr), shrink, growth
 
     def check_finite(self) -> bool:

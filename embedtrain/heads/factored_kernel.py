@@ -293,9 +293,7 @@ def factored_step(
     np.dot(h, stacked.T, pair_products)
     root_g = np.sqrt(np.abs(grad_q))
     used_lr, shrink = stable_rate(pair_products, root_g, lr, cap)
-    signed = False
-    for j in range(m):
-        signed = signed or grad_q[j] < 0.0
+    signed = (grad_q < 0.0).any()
     growth = shrink if signed else 0.0
     if not np.isfinite(shrink):  # diverged: leave V and the state alone
         return np.nan, pairs, grad_hidden, used_lr, shrink, growth
