@@ -41,7 +41,7 @@ def train(
     (``model``, ``head``, ``dim``, ``window``, ``negative``, ``min_count``, ``sample``,
     ``epochs``, ``lr``, ``min_lr``, ``threads``, ``seed``, ``device``, ``engine``,
     ``batch_size``, ``epsilon``, ``zloss_a``, ``zloss_b``, ``cutoffs``, ``div_value``,
-    ...) with the same defaults (:class:`Settings`); ``lr=0`` (the default) is the head's
+    ``aop_k``, ``aop_policy``, ``aop_memory``, ...) with the same defaults (:class:`Settings`); ``lr=0`` (the default) is the head's
     rate.
 
     ``callbacks`` are called after each epoch with its :class:`EpochReport`; one that

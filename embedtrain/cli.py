@@ -30,7 +30,15 @@ from embedtrain.corpus import (
     shipped_corpus,
 )
 from embedtrain.errors import EmbedtrainError, OutputError, SettingsError, TrainingInterrupted
-from embedtrain.settings import DEVICES, ENGINES, EXACT_FORMS, MODELS, Settings
+from embedtrain.settings import (
+    AOP_MEMORIES,
+    AOP_POLICIES,
+    DEVICES,
+    ENGINES,
+    EXACT_FORMS,
+    MODELS,
+    Settings,
+)
 from embedtrain.signals import signals_set_flag, stop_signals_interrupt
 
 EXIT_USAGE = 2
@@ -155,6 +163,25 @@ def _train_parser(commands) -> None:
         "--zloss-b",
         type=float,
         help=f"Z-loss margin b, in standard deviations of the output (default: {d.zloss_b})",
+    )
+    p.add_argument(
+        "--aop-k",
+        type=int,
+        help="dense heads (softmax, adaptive, --exact naive): apply K of each minibatch's "
+        "weight-gradient outer products, Mem-AOP-GD; 0 or >= the batch size: all, exact "
+        f"(default: {d.aop_k})",
+    )
+    p.add_argument(
+        "--aop-policy",
+        choices=AOP_POLICIES,
+        help="which K products: the largest norm products, drawn in proportion to their "
+        f"squared norms, or uniformly (default: {d.aop_policy}, the authors' best)",
+    )
+    p.add_argument(
+        "--aop-memory",
+        choices=AOP_MEMORIES,
+        help="what becomes of the others: the authors' factor-row memory, the exact "
+        f"products added back at the next step, or dropped (default: {d.aop_memory})",
     )
     p.add_argument(
         "--exact",

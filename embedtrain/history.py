@@ -3,7 +3,7 @@ with the model (``Embeddings.history``) across the runs that continue it."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 
 @dataclass
@@ -15,6 +15,7 @@ class EpochReport:
     examples: int
     words: int  # in-vocabulary corpus words, before subsampling
     seconds: float
+    head_summary: str = ""  # what the head reports of the epoch (Head.epoch_summary)
 
     @property
     def mean_loss(self) -> float:
@@ -29,6 +30,9 @@ class EpochReport:
 
     @classmethod
     def from_dict(cls, values: dict) -> EpochReport:
-        """A saved report (KeyError, TypeError or ValueError if it is not one)."""
+        """A saved report (KeyError, TypeError or ValueError if it is not one); reports
+        saved before ``head_summary`` existed have none."""
         types = {"epoch": int, "loss": float, "examples": int, "words": int, "seconds": float}
-        return cls(**{f.name: types[f.name](values[f.name]) for f in fields(cls)})
+        report = cls(**{name: kind(values[name]) for name, kind in types.items()})
+        report.head_summary = str(values.get("head_summary", ""))
+        return report

@@ -14,6 +14,8 @@ MODELS = ("skipgram", "cbow")
 DEVICES = ("cpu", "gpu", "auto")
 ENGINES = ("auto", "compiled", "batched")
 EXACT_FORMS = ("factored", "naive")
+AOP_POLICIES = ("topk", "weighted", "random")
+AOP_MEMORIES = ("factors", "exact", "none")
 #: Settings a resumed run may change; the others define the model and are kept.
 RESUMABLE_OVERRIDES = ("epochs", "threads", "device", "engine")
 
@@ -43,6 +45,9 @@ class Settings:
     zloss_b: float = 10.0
     cutoffs: str = ""  # adaptive softmax: "2000,10000"; empty: chosen by the cost model
     div_value: float = 4.0  # adaptive softmax: tail i projects to d / div_value^i (PyTorch's)
+    aop_k: int = 0  # dense heads: outer products kept per minibatch (Mem-AOP-GD); 0: exact
+    aop_policy: str = "topk"  # which K: the largest norm products (the authors' best)
+    aop_memory: str = "factors"  # what becomes of the rest: the authors' factor-row memory
     exact: str = "factored"  # exact heads: "factored" (O(d^2)) or "naive" (O(Dd)) reference
     max_sentence_length: int = 10_000
     device: str = "auto"  # where the arrays live: cpu, gpu (CuPy) or auto
@@ -86,6 +91,15 @@ class Settings:
             (self.batch_size >= 0, "--batch-size must be >= 0"),
             (self.epsilon > 0, "--epsilon must be positive"),
             (self.zloss_a > 0, "--zloss-a must be positive"),
+            (self.aop_k >= 0, "--aop-k must be >= 0"),
+            (
+                self.aop_policy in AOP_POLICIES,
+                f"--aop-policy must be one of {', '.join(AOP_POLICIES)}",
+            ),
+            (
+                self.aop_memory in AOP_MEMORIES,
+                f"--aop-memory must be one of {', '.join(AOP_MEMORIES)}",
+            ),
             (self.exact in EXACT_FORMS, f"--exact must be one of {', '.join(EXACT_FORMS)}"),
             (self.max_sentence_length > 0, "max_sentence_length must be positive"),
             (self.seed >= 0, "--seed must be >= 0"),

@@ -161,11 +161,13 @@ def run_training(
                 epoch, skip = divmod(model.words_done, epoch_words)
                 bar.set_description(f"epoch {epoch + 1}/{settings.epochs}")
                 report = _run_epoch(model, engine, encoded, epoch, skip, bar, stop)
+                report.head_summary = model.head.epoch_summary()
                 if not quiet:
                     bar.write(
                         f"epoch {epoch + 1}/{settings.epochs}: loss {report.mean_loss:.4f} per "
                         f"example over {report.examples:,} examples, "
-                        f"{report.words_per_second:,.0f} words/s",
+                        f"{report.words_per_second:,.0f} words/s"
+                        + (f"; {report.head_summary}" if report.head_summary else ""),
                         file=sys.stderr,
                     )
                 for notice in model.head.notices():

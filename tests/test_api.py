@@ -349,6 +349,15 @@ def stop_inside_the_first_epoch(monkeypatch):
         {"head": "taylor", "batch_size": 16},
         {"head": "zloss", "batch_size": 16, "model": "cbow"},
         {"head": "adaptive", "batch_size": 16, "cutoffs": "5,20"},
+        {"head": "softmax", "batch_size": 16, "aop_k": 4, "aop_policy": "weighted"},
+        {
+            "head": "adaptive",
+            "batch_size": 16,
+            "cutoffs": "5,20",
+            "aop_k": 3,
+            "aop_policy": "random",
+            "aop_memory": "exact",
+        },
     ],
     ids=[
         "ns-compiled",
@@ -360,6 +369,8 @@ def stop_inside_the_first_epoch(monkeypatch):
         "taylor",
         "zloss-cbow",
         "adaptive",
+        "softmax-aop-factors",
+        "adaptive-aop-exact",
     ],
 )
 def test_resume_inside_an_epoch_is_exact(monkeypatch, long_corpus, tmp_path, options):

@@ -568,3 +568,18 @@ def test_adaptive_prints_its_cutoffs_and_keeps_them_for_resume(capsys, tmp_path)
         capsys, "train", "-o", tmp_path / "v.txt", "--head", "adaptive", "--cutoffs", "9,3"
     )
     assert code == 2 and "--cutoffs must be increasing" in err
+
+
+def test_aop_reports_its_memory_in_the_epoch_summary(capsys, tmp_path):
+    """--aop-k on the shipped corpus: the epoch line says how much of the outer products'
+    norm was left in memory; a head without dense updates refuses the option."""
+    code, _, err = run_cli(
+        capsys,
+        *("train", "-o", tmp_path / "v.txt", "--head", "softmax", "--aop-k", "8"),
+        *("--aop-policy", "weighted", "--epochs", "1", "--min-count", "500", "--dim", "16"),
+        *("--device", "cpu"),
+    )
+    assert code == 0
+    assert "% of the weight-gradient outer products' norm left in memory (K = 8, weighted" in err
+    code, _, err = run_cli(capsys, "train", "-o", tmp_path / "v.txt", "--aop-k", "8")
+    assert code == 2 and "--aop-k: the ns head has no dense weight-gradient product" in err

@@ -27,6 +27,7 @@ import numpy as np
 
 from embedtrain.backend import Ops
 from embedtrain.errors import SettingsError
+from embedtrain.heads.aop import DenseUpdates
 from embedtrain.heads.base import PADDING, Head, StepResult, log_softmax
 from embedtrain.settings import Settings
 from embedtrain.vocab import Vocabulary
@@ -200,7 +201,11 @@ class AdaptiveSoftmax(Head):
         for i, (reduced, (start, stop)) in enumerate(zip(dims, itertools.pairwise(bounds[1:]))):
             shapes[f"projection{i + 1}"] = (reduced, settings.dim)
             shapes[f"tail{i + 1}"] = (stop - start, reduced)
-        return shapes
+        return {**shapes, **DenseUpdates.state_shapes(settings, cls.batch_size(settings), shapes)}
+
+    @classmethod
+    def has_dense_updates(cls, settings: Settings) -> bool:
+        return True
 
     def __init__(
         self,
@@ -215,8 +220,12 @@ class AdaptiveSoftmax(Head):
         shapes = self.parameter_shapes(len(vocab), settings)
         if parameters is None:
             parameters = self._initial(shapes, seed)
-        self.weights = {name: ops.asarray(parameters[name], dtype=np.float32) for name in shapes}
+        weights = {name: shape for name, shape in shapes.items() if not name.startswith("aop.")}
+        self.weights = {name: ops.asarray(parameters[name], dtype=np.float32) for name in weights}
         self._cutoffs = ops.asarray(np.array(self.bounds[1:-1], dtype=np.int64))
+        self.updates = DenseUpdates(
+            ops, settings, self.batch_size(settings), weights, np.float32, parameters
+        )
 
     def _initial(self, shapes: dict[str, tuple[int, ...]], seed: int) -> dict[str, np.ndarray]:
         """A and the O_i at zero (word2vec's output layers start there; the softmax's
@@ -227,7 +236,7 @@ class AdaptiveSoftmax(Head):
         for name, shape in shapes.items():
             if name.startswith("projection"):
                 initial[name] = rng.normal(0.0, 1.0 / math.sqrt(self.dim), shape)
-            else:
+            elif not name.startswith("aop."):
                 initial[name] = np.zeros(shape)
         return initial
 
@@ -253,7 +262,8 @@ class AdaptiveSoftmax(Head):
 
         loss, grad_head = _softmax_loss(ops, ops.gemm(h, head.T), example, head_index)
         grad_hidden = ops.gemm(grad_head, head)
-        updates = [("head", ops.gemm(grad_head.T, h))]
+        everyone = xp.arange(h.shape[0])
+        updates = [("head", h, grad_head, everyone)]
         for i in range(1, self.tails + 1):
             chosen = xp.nonzero(cluster == i)[0]
             if chosen.shape[0] == 0:
@@ -269,10 +279,10 @@ class AdaptiveSoftmax(Head):
             loss += tail_loss
             grad_reduced = ops.gemm(grad_tail, tail)
             grad_hidden[rows] += ops.gemm(grad_reduced, projection)
-            updates.append((f"tail{i}", ops.gemm(grad_tail.T, reduced)))
-            updates.append((f"projection{i}", ops.gemm(grad_reduced.T, h_rows)))
-        for name, gradient in updates:
-            self.weights[name] -= head.dtype.type(lr) * gradient
+            updates.append((f"tail{i}", reduced, grad_tail, rows))
+            updates.append((f"projection{i}", h_rows, grad_reduced, rows))
+        for name, inputs, grads, slots in updates:
+            self.updates.apply(name, self.weights[name], inputs, grads, slots, lr)
         return StepResult(loss, int(words.shape[0]), grad_hidden.astype(hidden.dtype), lr)
 
     def log_probabilities(self, hidden: Any) -> Any:
@@ -290,8 +300,15 @@ class AdaptiveSoftmax(Head):
             parts.append(head[:, shortlist + i - 1 : shortlist + i] + within)
         return xp.concatenate(parts, axis=1)
 
+    def reseed(self, seed: int) -> None:
+        self.updates.reseed(seed)
+
+    def epoch_summary(self) -> str:
+        return self.updates.summary()
+
     def parameters(self) -> dict[str, np.ndarray]:
-        return {name: self.ops.to_host(array) for name, array in self.weights.items()}
+        weights = {name: self.ops.to_host(array) for name, array in self.weights.items()}
+        return {**weights, **self.updates.parameters()}
 
     def output_vectors(self) -> np.ndarray:
         """One d-dimensional vector per word whose dot product with h is the word's score

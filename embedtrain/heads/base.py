@@ -98,6 +98,17 @@ class Head(ABC):
                 f"--batch-size must be <= {limit:,} for the {settings.head} head"
                 + (f" ({cls.batch_limit_reason})" if cls.batch_limit_reason else "")
             )
+        if settings.aop_k and not cls.has_dense_updates(settings):
+            raise SettingsError(
+                f"--aop-k: the {settings.head} head has no dense weight-gradient product to "
+                "approximate (Mem-AOP-GD applies to softmax, adaptive and --exact naive)"
+            )
+
+    @classmethod
+    def has_dense_updates(cls, settings: Settings) -> bool:
+        """Whether the head's weight updates are dense products over the minibatch, which
+        Mem-AOP-GD can approximate (``aop_k``; :mod:`embedtrain.heads.aop`)."""
+        return False
 
     #: Why ``max_batch_size`` is what it is, for the error message.
     batch_limit_reason: ClassVar[str] = ""
@@ -132,6 +143,11 @@ class Head(ABC):
     def reseed(self, seed: int) -> None:
         """Seed the head's own random draws for the next job (heads that draw override),
         so that a run resumed at a job boundary draws what an uninterrupted one would."""
+
+    def epoch_summary(self) -> str:
+        """Words for the epoch's summary line about what the head did since the last call
+        ('' for nothing)."""
+        return ""
 
     def notices(self) -> list[str]:
         """Messages for the user gathered since the last call (e.g. learning-rate caps)."""

@@ -34,6 +34,7 @@ import numpy as np
 
 from embedtrain.backend import Ops
 from embedtrain.heads import factored_kernel
+from embedtrain.heads.aop import DenseUpdates
 from embedtrain.heads.base import PADDING, Head, StepResult, log_softmax
 from embedtrain.heads.factored_kernel import factored_step, stable_rate
 from embedtrain.heads.factored_state import FactoredState
@@ -265,6 +266,10 @@ class ExactHead(Head):
         return NaiveHead if naive else FactoredHead
 
     @classmethod
+    def has_dense_updates(cls, settings: Settings) -> bool:
+        return cls._form(settings) is NaiveHead
+
+    @classmethod
     def parameter_shapes(cls, vocab_size: int, settings: Settings) -> dict[str, tuple[int, ...]]:
         if cls is ExactHead:
             return cls._form(settings).parameter_shapes(vocab_size, settings)
@@ -341,7 +346,35 @@ class ExactHead(Head):
 
 
 class NaiveHead(ExactHead):
-    """The O(D d) reference: computes the whole output o = W h for every example."""
+    """The O(D d) reference: computes the whole output o = W h for every example; its
+    weight update is a dense product, exact or Mem-AOP-GD (:class:`DenseUpdates`)."""
+
+    def __init__(
+        self,
+        loss,
+        vocab: Vocabulary,
+        settings: Settings,
+        ops: Ops,
+        seed: int,
+        dtype: Any = np.float32,
+        parameters: dict[str, np.ndarray] | None = None,
+    ) -> None:
+        super().__init__(loss, vocab, settings, ops, seed, dtype, parameters)
+        shapes = {"output": (self.vocab_size, self.dim)}
+        self.updates = DenseUpdates(
+            ops, settings, self.batch_size(settings), shapes, dtype, parameters
+        )
+
+    @classmethod
+    def parameter_shapes(cls, vocab_size: int, settings: Settings) -> dict[str, tuple[int, ...]]:
+        shapes = {"output": (vocab_size, settings.dim)}
+        return {**shapes, **DenseUpdates.state_shapes(settings, cls.batch_size(settings), shapes)}
+
+    def reseed(self, seed: int) -> None:
+        self.updates.reseed(seed)
+
+    def epoch_summary(self) -> str:
+        return self.updates.summary()
 
     def _start(self, output: Any) -> None:
         self.weights = output
@@ -364,11 +397,11 @@ class NaiveHead(ExactHead):
                 return StepResult(
                     math.nan, int(present.sum()), grad_hidden.astype(hidden.dtype), lr
                 )
-        ops.gemm(grad.T, h, out=self.weights, alpha=-lr)
+        self.updates.apply("output", self.weights, h, grad, ops.xp.arange(h.shape[0]), lr)
         return StepResult(loss, int(present.sum()), grad_hidden.astype(hidden.dtype), lr)
 
     def parameters(self) -> dict[str, np.ndarray]:
-        return {"output": self.ops.to_host(self.weights)}
+        return {"output": self.ops.to_host(self.weights), **self.updates.parameters()}
 
     def output_vectors(self) -> np.ndarray:
         return self.ops.to_host(self.weights)
