@@ -3,6 +3,7 @@ an in-process fake cluster (the workers are objects; a lost one is rebuilt as Ra
 
 from __future__ import annotations
 
+import sys
 from collections import Counter
 
 import numpy as np
@@ -227,3 +228,25 @@ def test_cluster_refuses_heads_that_need_lock_step_rounds(head):
 def test_cluster_settings_are_checked(options, message):
     with pytest.raises(SettingsError, match=message):
         Settings.from_options(**options)
+
+
+def test_without_ray_the_cluster_option_says_how_to_install_it(
+    monkeypatch, structured_corpus, capsys
+):
+    import embedtrain
+    from embedtrain.cli import main
+    from embedtrain.errors import ClusterError
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray raises ImportError
+    with pytest.raises(ClusterError, match=r"pip install 'embedtrain\[distributed\]'"):
+        embedtrain.train(str(structured_corpus), cluster="ray", progress=False)
+    assert main(["train", str(structured_corpus), "--cluster", "ray"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "pip install 'embedtrain[distributed]'" in err
+
+
+def test_cluster_refuses_sentences_held_in_memory():
+    import embedtrain
+
+    with pytest.raises(SettingsError, match="files every worker can open"):
+        embedtrain.train(structured_sentences(50), cluster="ray", progress=False)
