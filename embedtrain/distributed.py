@@ -91,15 +91,16 @@ def merge_deltas(master: np.ndarray, deltas: Sequence[RowBlock]) -> RowBlock:
     """Apply ``new = old + sum_i delta_i / n`` to ``master`` in place, ``n`` counting the
     deltas that hold the row; return the new value of every row any delta holds."""
     ids = [delta.row_ids() for delta in deltas]
-    union = np.unique(np.concatenate(ids)) if ids else np.empty(0, dtype=np.int64)
-    total = np.zeros((union.shape[0], master.shape[1]), dtype=np.float64)
-    touched = np.zeros(union.shape[0], dtype=np.int64)
-    for rows, delta in zip(ids, deltas, strict=True):
-        where = np.searchsorted(union, rows)  # rows are unique within one delta
+    rows = master.shape[0]
+    holders = np.bincount(np.concatenate(ids), minlength=rows) if ids else np.zeros(rows, int)
+    union = np.flatnonzero(holders)
+    position = np.cumsum(holders > 0) - 1  # row -> its place in the union
+    total = np.zeros((union.shape[0], master.shape[1]), dtype=master.dtype)
+    for held, delta in zip(ids, deltas, strict=True):
+        where = position[held]  # rows are unique within one delta
         total[where] += delta.row_values()
-        touched[where] += 1
-    if union.shape[0]:
-        master[union] += (total / touched[:, None]).astype(master.dtype)
+    total *= (1.0 / holders[union]).astype(master.dtype)[:, None]
+    master[union] += total
     return RowBlock.of(union, master[union])
 
 
