@@ -124,7 +124,7 @@ def scaling(measured: dict[str, Any], bandwidth_gbit: float) -> list[dict[str, f
 
 def table(report: dict[str, Any]) -> str:
     lines = [
-        "| model | run | words/s | analogy | WS-353 | SimLex | wall s | bytes up / down per round |",
+        "| model | run | words/s | analogy | WS-353 | SimLex | wall s | up / down per round |",
         "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for model, runs in report["runs"].items():
