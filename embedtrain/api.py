@@ -17,7 +17,13 @@ from embedtrain.errors import TrainingInterrupted
 from embedtrain.evaluate import load_vectors
 from embedtrain.model import Model, is_model_file
 from embedtrain.settings import Settings
-from embedtrain.training import Callback, encode_corpus, run_training, scan_vocabulary
+from embedtrain.training import (
+    Callback,
+    TrainingResult,
+    encode_corpus,
+    run_training,
+    scan_vocabulary,
+)
 
 log = logging.getLogger("embedtrain")
 CorpusSource = str | os.PathLike | Sequence[str | os.PathLike] | Iterable[Sequence[str]] | None
@@ -41,8 +47,9 @@ def train(
     (``model``, ``head``, ``dim``, ``window``, ``negative``, ``min_count``, ``sample``,
     ``epochs``, ``lr``, ``min_lr``, ``threads``, ``seed``, ``device``, ``engine``,
     ``batch_size``, ``epsilon``, ``zloss_a``, ``zloss_b``, ``cutoffs``, ``div_value``,
-    ``aop_k``, ``aop_policy``, ``aop_memory``, ...) with the same defaults (:class:`Settings`); ``lr=0`` (the default) is the head's
-    rate.
+    ``aop_k``, ``aop_policy``, ``aop_memory``, ``cluster``, ``workers``, ``sync_words``,
+    ...) with the same defaults (:class:`Settings`); ``lr=0`` (the default) is the head's
+    rate. ``cluster="ray"`` trains on ``workers`` Ray workers (:mod:`embedtrain.distributed`).
 
     ``callbacks`` are called after each epoch with its :class:`EpochReport`; one that
     returns False or raises :class:`StopTraining` ends training there. ``resume``
@@ -51,13 +58,34 @@ def train(
     look like UTF-8 text is refused unless ``allow_binary``.
 
     Raises :class:`SettingsError`, :class:`CorpusError`, :class:`ModelFileError`,
-    :class:`GpuUnavailable`, :class:`TrainingDiverged`; SIGINT, SIGTERM or SIGHUP raise
-    :class:`TrainingInterrupted` once the jobs in flight are done, carrying the model so
-    far (resumable).
+    :class:`GpuUnavailable`, :class:`ClusterError` (Ray missing or unreachable),
+    :class:`TrainingDiverged`; SIGINT, SIGTERM or SIGHUP raise :class:`TrainingInterrupted`
+    once the jobs in flight are done, carrying the model so far (resumable).
     """
     settings = resolve_settings(resume, **options)
-    engine, ops = choose_engine(settings)
     quiet = not progress
+    if settings.cluster:
+        from embedtrain.ray_cluster import train_on_cluster
+
+        model, result = train_on_cluster(corpus, settings, resume, quiet, callbacks, allow_binary)
+    else:
+        model, result = _train_here(corpus, settings, resume, quiet, callbacks, allow_binary)
+    embeddings = Embeddings.from_model(model)
+    if result.interrupted:
+        raise TrainingInterrupted("training interrupted", embeddings)
+    return embeddings
+
+
+def _train_here(
+    corpus: CorpusSource,
+    settings: Settings,
+    resume: str | os.PathLike | None,
+    quiet: bool,
+    callbacks: Sequence[Callback],
+    allow_binary: bool,
+) -> tuple[Model, TrainingResult]:
+    """Train in this process on the engine and backend the settings choose."""
+    engine, ops = choose_engine(settings)
     with open_corpus(corpus, settings.max_sentence_length, allow_binary) as source:
         if resume is not None:
             model = Model.load(resume, ops, settings)
@@ -72,10 +100,7 @@ def train(
         bad_bytes = source.bad_bytes
     if bad_bytes:
         log.warning("%s undecodable bytes in the corpus were replaced", f"{bad_bytes:,}")
-    embeddings = Embeddings.from_model(model)
-    if result.interrupted:
-        raise TrainingInterrupted("training interrupted", embeddings)
-    return embeddings
+    return model, result
 
 
 def resolve_settings(resume: str | os.PathLike | None = None, **options: Any) -> Settings:

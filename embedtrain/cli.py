@@ -203,6 +203,25 @@ def _train_parser(commands) -> None:
         f"batched otherwise (default: {d.engine})",
     )
     p.add_argument(
+        "--cluster",
+        metavar="RAY",
+        help="train on Ray workers (ns, hs): ray starts a local Ray, auto joins the running "
+        "cluster, ray://HOST:PORT a remote one; needs the distributed extra "
+        "(default: one process)",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        help=f"--cluster: worker processes, each with --threads threads and a shard of the "
+        f"corpus (default: {d.workers})",
+    )
+    p.add_argument(
+        "--sync-words",
+        type=int,
+        help="--cluster: words each worker trains between two merges of the changed rows "
+        f"(default: {d.sync_words:,})",
+    )
+    p.add_argument(
         "--save-output",
         metavar="PATH",
         help="also write the output vectors, one per word, as fastText's -saveOutput "

@@ -7,6 +7,8 @@ with exit code 2 (130 for :class:`TrainingInterrupted`), never a traceback.
     ``ModelFileError``     a model or vectors file that cannot be read, or cannot be resumed
     ``OutputError``        an output that cannot be written, or would replace an input
     ``GpuUnavailable``     ``device="gpu"`` without CuPy or a working CUDA device
+    ``ClusterError``       ``cluster=...`` without Ray, an unreachable or too small cluster, or
+                           workers lost more often than they may be restarted
     ``TrainingDiverged``   a non-finite loss or parameter: the vectors would be garbage
     ``TrainingInterrupted`` Ctrl-C, SIGTERM or SIGHUP during training; carries the model so far
     ``UnknownWord``        a word not in the vocabulary (also a ``KeyError``)
@@ -42,6 +44,11 @@ class OutputError(EmbedtrainError):
 
 class GpuUnavailable(EmbedtrainError):
     """No usable GPU: CuPy missing or no working CUDA device."""
+
+
+class ClusterError(EmbedtrainError):
+    """Distributed training cannot go on: Ray missing, the cluster unreachable or too
+    small, or a worker lost more often than it may be restarted."""
 
 
 class TrainingDiverged(EmbedtrainError):

@@ -13,11 +13,13 @@ from embedtrain.errors import SettingsError
 MODELS = ("skipgram", "cbow")
 DEVICES = ("cpu", "gpu", "auto")
 ENGINES = ("auto", "compiled", "batched")
+#: --cluster values besides ray://HOST:PORT: start a local Ray, or join the running one.
+CLUSTERS = ("ray", "auto")
 EXACT_FORMS = ("factored", "naive")
 AOP_POLICIES = ("topk", "weighted", "random")
 AOP_MEMORIES = ("factors", "exact", "none")
 #: Settings a resumed run may change; the others define the model and are kept.
-RESUMABLE_OVERRIDES = ("epochs", "threads", "device", "engine")
+RESUMABLE_OVERRIDES = ("epochs", "threads", "device", "engine", "cluster", "workers", "sync_words")
 
 
 @dataclass
@@ -52,6 +54,9 @@ class Settings:
     max_sentence_length: int = 10_000
     device: str = "auto"  # where the arrays live: cpu, gpu (CuPy) or auto
     engine: str = "auto"  # compiled (Numba per-example) or batched (minibatches); see engines
+    cluster: str = ""  # "": one process; ray, auto or ray://HOST:PORT: see distributed.py
+    workers: int = 2  # Ray worker actors, each with --threads threads and a corpus shard
+    sync_words: int = 500_000  # words per worker and round: ~1 s of compute against a ~0.3 s merge
 
     def validate(self) -> None:
         """Raise :class:`SettingsError` naming the first nonsensical value, then let the
@@ -105,11 +110,30 @@ class Settings:
             (self.seed >= 0, "--seed must be >= 0"),
             (self.device in DEVICES, f"--device must be one of {', '.join(DEVICES)}"),
             (self.engine in ENGINES, f"--engine must be one of {', '.join(ENGINES)}"),
+            (self.workers >= 1, "--workers must be >= 1"),
+            (self.sync_words >= 1, "--sync-words must be >= 1"),
+            (
+                not self.cluster or self.cluster in CLUSTERS or self.cluster.startswith("ray://"),
+                "--cluster must be ray (a new local Ray), auto or ray://HOST:PORT",
+            ),
         ]
         for ok, message in checks:
             if not ok:
                 raise SettingsError(message)
         kind.check_settings(self)
+        if self.cluster:
+            self._check_cluster(kind.has_compiled_step)
+
+    def _check_cluster(self, has_compiled_step: bool) -> None:
+        """A cluster run merges the rows each worker changed, which only the row-sparse
+        heads with a compiled step (ns, hs) allow, on the CPU's compiled engine."""
+        if not has_compiled_step:
+            raise SettingsError(
+                f"--cluster trains the ns and hs heads only; the {self.head} head needs "
+                "lock-step rounds (see README, Distributed training)"
+            )
+        if self.engine == "batched" or self.device == "gpu":
+            raise SettingsError("--cluster runs the compiled engine on the CPU of each worker")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

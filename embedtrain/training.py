@@ -52,11 +52,17 @@ def scan_vocabulary(
         vocab = build_vocabulary(
             blocks(), settings.min_count, settings.max_vocab_size, settings.max_final_vocab
         )
+    check_vocabulary(vocab, corpus.name, settings, quiet)
+    return vocab
+
+
+def check_vocabulary(vocab: Vocabulary, name: str, settings: Settings, quiet: bool) -> None:
+    """An empty corpus or vocabulary is a :class:`CorpusError`; else say what was kept."""
     if vocab.total_words == 0:
-        raise CorpusError(f"corpus {corpus.name} is empty")
+        raise CorpusError(f"corpus {name} is empty")
     if len(vocab) == 0:
         raise CorpusError(
-            f"vocabulary is empty: no word of {corpus.name} occurs {settings.min_count} times "
+            f"vocabulary is empty: no word of {name} occurs {settings.min_count} times "
             "or more (lower --min-count)"
         )
     if not quiet:
@@ -65,7 +71,6 @@ def scan_vocabulary(
             f"{vocab.total_words:,} tokens, {vocab.retained_words:,} kept",
             file=sys.stderr,
         )
-    return vocab
 
 
 def encode_corpus(

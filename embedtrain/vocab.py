@@ -61,12 +61,21 @@ def build_vocabulary(
     max_vocab_size: int | None = None,
     max_final_vocab: int | None = None,
 ) -> Vocabulary:
-    """Count words in one pass and keep those seen at least ``min_count`` times.
+    """Count words in one pass and keep those seen at least ``min_count`` times
+    (:func:`count_words`, then :func:`vocabulary_from_counts`)."""
+    counts, total = count_words(sentence_blocks, max_vocab_size)
+    return vocabulary_from_counts(counts, total, min_count, max_final_vocab)
+
+
+def count_words(
+    sentence_blocks: Iterable[list[list[str]]], max_vocab_size: int | None = None
+) -> tuple[Counter[str], int]:
+    """Word counts and the number of tokens, in one pass.
 
     ``max_vocab_size`` bounds the number of distinct words held while counting: when it
     is exceeded, words with count <= ``min_reduce`` are dropped and ``min_reduce`` grows,
-    as word2vec.c's ReduceVocab and gensim's prune_vocab do. ``max_final_vocab`` then
-    keeps at most that many of the most frequent words.
+    as word2vec.c's ReduceVocab and gensim's prune_vocab do (a distributed run prunes each
+    worker's shard so, as each word2vec process would).
     """
     counts: Counter[str] = Counter()
     total = 0
@@ -77,6 +86,14 @@ def build_vocabulary(
         if max_vocab_size is not None and len(counts) > max_vocab_size:
             counts = Counter({w: c for w, c in counts.items() if c > min_reduce})
             min_reduce += 1
+    return counts, total
+
+
+def vocabulary_from_counts(
+    counts: Counter[str], total: int, min_count: int = 5, max_final_vocab: int | None = None
+) -> Vocabulary:
+    """The words seen at least ``min_count`` times, most frequent first (ties by the
+    word); ``max_final_vocab`` then keeps at most that many."""
     kept = sorted(
         ((w, c) for w, c in counts.items() if c >= min_count), key=lambda wc: (-wc[1], wc[0])
     )

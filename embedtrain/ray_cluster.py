@@ -1,0 +1,180 @@
+"""The Ray layer of distributed training: each :class:`~embedtrain.distributed.ShardWorker`
+runs as a Ray actor (restarted by Ray when its process dies), arguments shared by every
+worker go through the object store once, and a worker's loss becomes
+:class:`~embedtrain.distributed.WorkerLost` for the driver of :mod:`embedtrain.distributed`.
+Ray is imported only here, and only when ``cluster`` is set."""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from embedtrain.backend import NumpyOps
+from embedtrain.corpus import Corpus, open_corpus
+from embedtrain.distributed import (
+    MAX_WORKER_LOSSES,
+    ClusterStats,
+    ShardWorker,
+    WorkerLost,
+    WorkerRestarted,
+    build_vocabulary_on,
+    train_on,
+)
+from embedtrain.errors import ClusterError, EmbedtrainError, SettingsError
+from embedtrain.model import Model
+from embedtrain.settings import Settings
+from embedtrain.training import TrainingResult
+
+INSTALL_HINT = "pip install 'embedtrain[distributed]'"
+
+
+def import_ray() -> Any:
+    """The ``ray`` module, or :class:`ClusterError` saying how to install it."""
+    try:
+        import ray
+    except ImportError:
+        raise ClusterError(f"--cluster needs Ray, which is not installed: {INSTALL_HINT}") from None
+    return ray
+
+
+@contextmanager
+def connected(address: str, cpus: int) -> Iterator[Any]:
+    """Ray, connected: to the connection this process already has, to a new local Ray
+    on the loopback address (``ray``, with at least ``cpus`` CPUs), or to the cluster at
+    ``address`` (``auto``, ``ray://HOST:PORT``). A connection made here is closed after."""
+    ray = import_ray()
+    if ray.is_initialized():
+        yield ray
+        return
+    quiet = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.WARNING}
+    try:
+        if address == "ray":
+            ray.init(num_cpus=max(os.cpu_count() or 1, cpus), _node_ip_address="127.0.0.1", **quiet)
+        else:
+            ray.init(address=address, **quiet)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ClusterError(f"cannot connect to the Ray cluster at {address}: {first}") from exc
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
+
+
+class RayCluster:
+    """``workers`` :class:`ShardWorker` actors, each with ``threads`` CPUs and its Numba,
+    OpenMP and BLAS threads set to that (Ray sets none of them for Numba)."""
+
+    def __init__(self, ray: Any, files: list[str], settings: Settings, allow_binary: bool) -> None:
+        self.ray = ray
+        threads = settings.threads
+        needed = settings.workers * threads
+        available = int(ray.cluster_resources().get("CPU", 0))
+        if available < needed:
+            raise ClusterError(
+                f"the Ray cluster has {available} CPUs; {settings.workers} workers x "
+                f"{threads} threads need {needed}"
+            )
+        names = ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+        threads_env = {name: str(threads) for name in names}
+        actor = ray.remote(ShardWorker)
+        run = uuid.uuid4().hex[:8]
+        self.actors = [
+            actor.options(
+                name=f"embedtrain-{run}-worker-{index + 1}",
+                num_cpus=threads,
+                max_restarts=MAX_WORKER_LOSSES,
+                max_task_retries=0,
+                runtime_env={"env_vars": threads_env},
+            ).remote(files, settings.to_dict(), index, settings.workers, allow_binary)
+            for index in range(settings.workers)
+        ]
+        self.size = len(self.actors)
+
+    def map(self, method: str, arguments: Sequence[tuple]) -> list[Any]:
+        calls = [
+            getattr(actor, method).remote(*args)
+            for actor, args in zip(self.actors, arguments, strict=True)
+        ]
+        return self._results(calls)
+
+    def broadcast(self, method: str, *arguments: Any) -> list[Any]:
+        shared = [self.ray.put(argument) for argument in arguments]  # sent once, read by all
+        return self._results([getattr(actor, method).remote(*shared) for actor in self.actors])
+
+    def _results(self, calls: list) -> list[Any]:
+        """Every call's result; after all have ended, the first loss as WorkerLost and an
+        embedtrain error raised in a worker as itself (not wrapped in Ray's traceback)."""
+        exceptions = self.ray.exceptions
+        results: list[Any] = []
+        failure: BaseException | None = None
+        for index, call in enumerate(calls):
+            try:
+                results.append(self.ray.get(call))
+            except exceptions.RayTaskError as error:
+                cause = error.cause
+                if isinstance(cause, WorkerRestarted):
+                    failure = failure or WorkerLost(index, "restarted")
+                elif isinstance(cause, EmbedtrainError):
+                    failure = failure or cause
+                else:
+                    raise
+            except (exceptions.RayActorError, exceptions.ActorUnavailableError) as error:
+                reason = type(error).__name__
+                failure = failure or WorkerLost(index, reason)
+        if failure is not None:
+            raise failure
+        return results
+
+    def close(self) -> None:
+        for actor in self.actors:
+            self.ray.kill(actor, no_restart=True)
+
+
+def corpus_files(corpus: Any, settings: Settings, allow_binary: bool) -> tuple[list[str], str]:
+    """The corpus's files as absolute paths (every worker opens them) and its name; a
+    corpus that exists only in this process is a :class:`SettingsError`."""
+    is_path = isinstance(corpus, str | os.PathLike) and str(corpus) != "-"
+    is_paths = isinstance(corpus, list | tuple) and all(
+        isinstance(item, str | os.PathLike) for item in corpus
+    )
+    if not (corpus is None or is_path or is_paths):
+        raise SettingsError(
+            "--cluster reads the corpus from files every worker can open: give file or "
+            "directory paths, not stdin or sentences in memory"
+        )
+    with open_corpus(corpus, settings.max_sentence_length, allow_binary) as source:
+        assert isinstance(source, Corpus)
+        return [str(os.path.abspath(path)) for path in source.files], source.name
+
+
+def train_on_cluster(
+    corpus: Any,
+    settings: Settings,
+    resume: str | os.PathLike | None = None,
+    quiet: bool = False,
+    callbacks: Sequence = (),
+    allow_binary: bool = False,
+    stats: ClusterStats | None = None,
+) -> tuple[Model, TrainingResult]:
+    """Train on ``settings.workers`` Ray workers (``settings.cluster`` says which Ray):
+    the vocabulary counted on the workers (or a resumed model's), then
+    :func:`embedtrain.distributed.train_on`. Returns the driver's model and the result."""
+    files, name = corpus_files(corpus, settings, allow_binary)
+    with connected(settings.cluster, settings.workers * settings.threads) as ray:
+        cluster = RayCluster(ray, files, settings, allow_binary)
+        try:
+            if resume is not None:
+                model = Model.load(resume, NumpyOps(), settings)
+                model.check_epochs()
+            else:
+                vocab = build_vocabulary_on(cluster, settings, name, quiet)
+                model = Model(vocab, settings, NumpyOps())
+            result = train_on(cluster, model, quiet, callbacks, stats)
+        finally:
+            cluster.close()
+    return model, result
