@@ -14,6 +14,11 @@ MODELS = ("skipgram", "cbow")
 DEVICES = ("cpu", "gpu", "auto")
 ENGINES = ("auto", "compiled", "batched")
 EXACT_FORMS = ("factored", "naive")
+LSH_MODES = ("embedding", "label")
+LSH_HASHES = ("simhash", "dwta")
+LSH_CORRECTIONS = ("none", "logq")
+#: Hash bits per LSH table at most: 2**12 buckets of 128 ids is 2 MiB a table and buffer.
+MAX_LSH_BITS = 12
 #: Settings a resumed run may change; the others define the model and are kept.
 RESUMABLE_OVERRIDES = ("epochs", "threads", "device", "engine")
 
@@ -44,6 +49,12 @@ class Settings:
     cutoffs: str = ""  # adaptive softmax: "2000,10000"; empty: chosen by the cost model
     div_value: float = 4.0  # adaptive softmax: tail i projects to d / div_value^i (PyTorch's)
     exact: str = "factored"  # exact heads: "factored" (O(d^2)) or "naive" (O(Dd)) reference
+    lsh_mode: str = "embedding"  # lsh head: query with the hidden vector, or the target's
+    lsh_hash: str = "simhash"  # lsh head: hash family
+    lsh_bits: int = 6  # lsh head: K, hash bits per table (2**K buckets)
+    lsh_tables: int = 10  # lsh head: L tables
+    lsh_rehash: int = 500_000  # lsh head: words between table rebuilds
+    lsh_correction: str = "none"  # lsh head: "logq" shifts negatives' logits by log(k q)
     max_sentence_length: int = 10_000
     device: str = "auto"  # where the arrays live: cpu, gpu (CuPy) or auto
     engine: str = "auto"  # compiled (Numba per-example) or batched (minibatches); see engines
@@ -87,6 +98,15 @@ class Settings:
             (self.epsilon > 0, "--epsilon must be positive"),
             (self.zloss_a > 0, "--zloss-a must be positive"),
             (self.exact in EXACT_FORMS, f"--exact must be one of {', '.join(EXACT_FORMS)}"),
+            (self.lsh_mode in LSH_MODES, f"--lsh-mode must be one of {', '.join(LSH_MODES)}"),
+            (self.lsh_hash in LSH_HASHES, f"--lsh-hash must be one of {', '.join(LSH_HASHES)}"),
+            (1 <= self.lsh_bits <= MAX_LSH_BITS, f"--lsh-bits must be in 1..{MAX_LSH_BITS}"),
+            (self.lsh_tables >= 1, "--lsh-tables must be positive"),
+            (self.lsh_rehash >= 1, "--lsh-rehash must be positive"),
+            (
+                self.lsh_correction in LSH_CORRECTIONS,
+                f"--lsh-correction must be one of {', '.join(LSH_CORRECTIONS)}",
+            ),
             (self.max_sentence_length > 0, "max_sentence_length must be positive"),
             (self.seed >= 0, "--seed must be >= 0"),
             (self.device in DEVICES, f"--device must be one of {', '.join(DEVICES)}"),
