@@ -349,6 +349,8 @@ def stop_inside_the_first_epoch(monkeypatch):
         {"head": "taylor", "batch_size": 16},
         {"head": "zloss", "batch_size": 16, "model": "cbow"},
         {"head": "adaptive", "batch_size": 16, "cutoffs": "5,20"},
+        {"head": "lsh", "engine": "compiled", "lsh_rehash": 30_000},
+        {"head": "lsh", "engine": "batched", "batch_size": 16, "lsh_mode": "label"},
     ],
     ids=[
         "ns-compiled",
@@ -360,6 +362,8 @@ def stop_inside_the_first_epoch(monkeypatch):
         "taylor",
         "zloss-cbow",
         "adaptive",
+        "lsh-compiled",
+        "lsh-label-batched",
     ],
 )
 def test_resume_inside_an_epoch_is_exact(monkeypatch, long_corpus, tmp_path, options):
