@@ -36,6 +36,10 @@ from embedtrain.settings import (
     DEVICES,
     ENGINES,
     EXACT_FORMS,
+    LSH_CORRECTIONS,
+    LSH_HASHES,
+    LSH_MODES,
+    MAX_LSH_BITS,
     MODELS,
     Settings,
 )
@@ -90,7 +94,9 @@ def _train_parser(commands) -> None:
         f"a random width 1..window as word2vec (default: {d.window})",
     )
     p.add_argument(
-        "--negative", type=int, help=f"noise words per target for --head ns (default: {d.negative})"
+        "--negative",
+        type=int,
+        help=f"noise words per target for --head ns and lsh (default: {d.negative})",
     )
     p.add_argument(
         "--ns-exponent", type=float, help=f"noise distribution count**x (default: {d.ns_exponent})"
@@ -184,6 +190,39 @@ def _train_parser(commands) -> None:
         f"products added back at the next step, or dropped (default: {d.aop_memory})",
     )
     p.add_argument(
+        "--lsh-mode",
+        choices=LSH_MODES,
+        help="lsh head: hash the hidden vector (negatives scoring high for the input) or the "
+        f"target's output vector (negatives resembling the target) (default: {d.lsh_mode})",
+    )
+    p.add_argument(
+        "--lsh-hash",
+        choices=LSH_HASHES,
+        help="lsh head: SimHash (signed random projections) or DWTA (winner-take-all over "
+        f"coordinate pairs) (default: {d.lsh_hash})",
+    )
+    p.add_argument(
+        "--lsh-bits",
+        type=int,
+        help=f"lsh head: K hash bits per table, 2**K buckets, 1..{MAX_LSH_BITS} "
+        f"(default: {d.lsh_bits})",
+    )
+    p.add_argument(
+        "--lsh-tables", type=int, help=f"lsh head: L hash tables (default: {d.lsh_tables})"
+    )
+    p.add_argument(
+        "--lsh-rehash",
+        type=int,
+        help="lsh head: words between table rebuilds from the current output vectors; the "
+        f"hash functions are redrawn every 10th rebuild (default: {d.lsh_rehash:,})",
+    )
+    p.add_argument(
+        "--lsh-correction",
+        choices=LSH_CORRECTIONS,
+        help="lsh head: logq shifts each negative's logit by -log(negative * q), q its "
+        f"sampling probability; none as the paper's code (default: {d.lsh_correction})",
+    )
+    p.add_argument(
         "--exact",
         choices=EXACT_FORMS,
         help="exact heads: factored O(d^2) update or the naive O(Dd) reference "
@@ -197,7 +236,7 @@ def _train_parser(commands) -> None:
     p.add_argument(
         "--engine",
         choices=ENGINES,
-        help="compiled: Numba per-example SGD with Hogwild threads (ns, hs; CPU); batched: "
+        help="compiled: Numba per-example SGD with Hogwild threads (ns, lsh, hs; CPU); batched: "
         "minibatches on the array backend (every head, CPU or GPU; skip-gram groups each "
         "centre word's context words into one target); auto: compiled where it can run, "
         f"batched otherwise (default: {d.engine})",

@@ -130,9 +130,9 @@ def choose_engine(settings: Settings) -> tuple[str, Ops]:
     """The engine (``compiled`` or ``batched``) and the backend to run, decided once here
     from ``settings.engine``, ``settings.device`` and the head:
 
-    - ``compiled`` needs a head with a compiled per-example step (ns, hs) and the CPU;
+    - ``compiled`` needs a head with a compiled per-example step (ns, lsh, hs) and the CPU;
     - ``batched`` runs any head on the device's backend;
-    - ``auto``: ``compiled`` where it can run (ns and hs on the CPU, i.e. ``device`` cpu,
+    - ``auto``: ``compiled`` where it can run (ns, lsh and hs on the CPU, i.e. ``device`` cpu,
       or auto without a usable GPU), ``batched`` otherwise (a GPU, the exact heads).
     """
     has_compiled_step = head_kind(settings.head).has_compiled_step

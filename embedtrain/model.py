@@ -170,7 +170,11 @@ class Model:
                 f"{path} is damaged (head arrays {sorted(head)}, expected {sorted(expected)})"
             )
         for name, shape in expected.items():
-            _check_array(path, f"head.{name}", head[name], shape)
+            integer = name in kind.integer_parameters
+            _check_array(path, f"head.{name}", head[name], shape, integer=integer)
+        problem = kind.parameter_problem(head, len(vocab), settings)
+        if problem is not None:
+            raise ModelFileError(f"{path} is damaged ({problem})")
         return cls(vocab, settings, ops, vectors, head, words_done, history, epoch_words)
 
 

@@ -18,6 +18,11 @@ CLUSTERS = ("ray", "auto")
 EXACT_FORMS = ("factored", "naive")
 AOP_POLICIES = ("topk", "weighted", "random")
 AOP_MEMORIES = ("factors", "exact", "none")
+LSH_MODES = ("embedding", "label")
+LSH_HASHES = ("simhash", "dwta")
+LSH_CORRECTIONS = ("none", "logq")
+#: Hash bits per LSH table at most: 2**12 buckets of 128 ids is 2 MiB a table and buffer.
+MAX_LSH_BITS = 12
 #: Settings a resumed run may change; the others define the model and are kept.
 RESUMABLE_OVERRIDES = ("epochs", "threads", "device", "engine", "cluster", "workers", "sync_words")
 
@@ -51,6 +56,12 @@ class Settings:
     aop_policy: str = "topk"  # which K: the largest norm products (the authors' best)
     aop_memory: str = "factors"  # what becomes of the rest: the authors' factor-row memory
     exact: str = "factored"  # exact heads: "factored" (O(d^2)) or "naive" (O(Dd)) reference
+    lsh_mode: str = "embedding"  # lsh head: query with the hidden vector, or the target's
+    lsh_hash: str = "simhash"  # lsh head: hash family
+    lsh_bits: int = 6  # lsh head: K, hash bits per table (2**K buckets)
+    lsh_tables: int = 10  # lsh head: L tables
+    lsh_rehash: int = 500_000  # lsh head: words between table rebuilds
+    lsh_correction: str = "none"  # lsh head: "logq" shifts negatives' logits by log(k q)
     max_sentence_length: int = 10_000
     device: str = "auto"  # where the arrays live: cpu, gpu (CuPy) or auto
     engine: str = "auto"  # compiled (Numba per-example) or batched (minibatches); see engines
@@ -106,6 +117,15 @@ class Settings:
                 f"--aop-memory must be one of {', '.join(AOP_MEMORIES)}",
             ),
             (self.exact in EXACT_FORMS, f"--exact must be one of {', '.join(EXACT_FORMS)}"),
+            (self.lsh_mode in LSH_MODES, f"--lsh-mode must be one of {', '.join(LSH_MODES)}"),
+            (self.lsh_hash in LSH_HASHES, f"--lsh-hash must be one of {', '.join(LSH_HASHES)}"),
+            (1 <= self.lsh_bits <= MAX_LSH_BITS, f"--lsh-bits must be in 1..{MAX_LSH_BITS}"),
+            (self.lsh_tables >= 1, "--lsh-tables must be positive"),
+            (self.lsh_rehash >= 1, "--lsh-rehash must be positive"),
+            (
+                self.lsh_correction in LSH_CORRECTIONS,
+                f"--lsh-correction must be one of {', '.join(LSH_CORRECTIONS)}",
+            ),
             (self.max_sentence_length > 0, "max_sentence_length must be positive"),
             (self.seed >= 0, "--seed must be >= 0"),
             (self.device in DEVICES, f"--device must be one of {', '.join(DEVICES)}"),

@@ -122,8 +122,9 @@ class _JobSource:
             lr_start = learning_rate(s.lr, s.min_lr, self.position / self.total)
             lr_end = learning_rate(s.lr, s.min_lr, (self.position + words) / self.total)
             seed = job_seed(s.seed, self.position)
+            position = self.position
             self.position += words
-            return job, words, lr_start, lr_end, seed
+            return job, words, lr_start, lr_end, seed, position
 
 
 def run_training(
@@ -225,7 +226,8 @@ def _train_jobs(model, engine, source, epoch: int, bar: tqdm, stop) -> EpochRepo
     def work() -> None:
         try:
             while (item := source.next()) is not None:
-                job, words, lr_start, lr_end, seed = item
+                job, words, lr_start, lr_end, seed, position = item
+                model.head.start_job(position)
                 loss, examples = engine.run_job(job, lr_start, lr_end, seed)
                 results.put((words, loss, examples, lr_end))
         except Exception as exc:  # noqa: BLE001 -- handed to the main thread, which re-raises

@@ -358,6 +358,8 @@ def stop_inside_the_first_epoch(monkeypatch):
             "aop_policy": "random",
             "aop_memory": "exact",
         },
+        {"head": "lsh", "engine": "compiled", "lsh_rehash": 30_000},
+        {"head": "lsh", "engine": "batched", "batch_size": 16, "lsh_mode": "label"},
     ],
     ids=[
         "ns-compiled",
@@ -371,6 +373,8 @@ def stop_inside_the_first_epoch(monkeypatch):
         "adaptive",
         "softmax-aop-factors",
         "adaptive-aop-exact",
+        "lsh-compiled",
+        "lsh-label-batched",
     ],
 )
 def test_resume_inside_an_epoch_is_exact(monkeypatch, long_corpus, tmp_path, options):

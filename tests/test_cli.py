@@ -256,7 +256,7 @@ def test_help_lists_defaults(capsys):
         assert option in out
     assert "(default: cbow)" in out
     flat = " ".join(out.split())
-    assert "0.025 for ns, hs" in flat and "0.05 for taylor" in flat  # --lr 0: the head's rate
+    assert "0.025 for ns, lsh, hs" in flat and "0.05 for taylor" in flat  # --lr 0: the head's rate
 
 
 def test_lr_zero_is_the_heads_default_and_is_saved_explicitly():

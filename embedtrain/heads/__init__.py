@@ -6,12 +6,14 @@ from embedtrain.errors import SettingsError
 from embedtrain.heads.adaptive import AdaptiveSoftmax
 from embedtrain.heads.base import PADDING, Head, StepResult
 from embedtrain.heads.exact import ExactHead
+from embedtrain.heads.lsh import LshNegativeSampling
 from embedtrain.heads.sparse import HierarchicalSoftmax, NegativeSampling
 
 #: Each head name and its kind: the class whose limits and capabilities apply and whose
 #: ``create`` builds it (the exact kind builds its factored or naive form).
 HEADS: dict[str, type[Head]] = {
     "ns": NegativeSampling,
+    "lsh": LshNegativeSampling,
     "hs": HierarchicalSoftmax,
     "spherical": ExactHead,
     "squared": ExactHead,

@@ -140,6 +140,21 @@ class Head(ABC):
         (the exact heads); the result says which rate it used.
         """
 
+    #: Parameters saved as integer arrays (the rest are floating point).
+    integer_parameters: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def parameter_problem(
+        cls, parameters: dict[str, np.ndarray], vocab_size: int, settings: Settings
+    ) -> str | None:
+        """What is wrong with loaded parameters beyond their shapes and types (None: nothing),
+        for heads whose saved arrays index into others."""
+        return None
+
+    def start_job(self, position: int) -> None:
+        """Called before each job with its position in the run (words from the start of
+        the first epoch), for heads that maintain state on a schedule (LSH tables)."""
+
     def reseed(self, seed: int) -> None:
         """Seed the head's own random draws for the next job (heads that draw override),
         so that a run resumed at a job boundary draws what an uninterrupted one would."""

@@ -59,12 +59,27 @@ def _logistic_row(
     output: np.ndarray, row: int, hidden: np.ndarray, label: float, lr: float, work: np.ndarray
 ) -> float:
     """One binary logistic unit: update ``output[row]`` and accumulate into ``work``."""
+    return _shifted_logistic_row(output, row, hidden, label, 0.0, lr, work)
+
+
+@njit(inline="always")
+def _shifted_logistic_row(
+    output: np.ndarray,
+    row: int,
+    hidden: np.ndarray,
+    label: float,
+    shift: float,
+    lr: float,
+    work: np.ndarray,
+) -> float:
+    """A logistic unit on the logit ``output[row] . hidden - shift`` (a sampler's log-Q
+    correction; 0 for the plain unit)."""
     d = hidden.shape[0]
     weights = output[row]
     f = np.float32(0.0)
     for i in range(d):
         f += hidden[i] * weights[i]
-    g, loss = _logistic_step(f, label)
+    g, loss = _logistic_step(f - np.float32(shift), label)
     g = np.float32(g * lr)
     for i in range(d):
         work[i] += g * weights[i]

@@ -51,14 +51,21 @@ class LogisticUnitsHead(Head):
         """Rows, labels and a 0/1 mask (all ``(P, R)``) for the target words ``(P,)``."""
         raise NotImplementedError
 
+    def _pair_units(self, words: Any, pair_hidden: Any) -> tuple[Any, Any, Any, Any]:
+        """:meth:`_units` for pairs whose hidden vectors are ``pair_hidden``, and each
+        unit's logit shift (None: none); heads whose units depend on the input override."""
+        return (*self._units(words), None)
+
     def batch_step(self, hidden: Any, targets: Any, lr: float) -> StepResult:
         xp = self.ops.xp
         example, slot = xp.nonzero(targets != PADDING)
         words = targets[example, slot]
-        rows, labels, mask = self._units(words)
         pair_hidden = hidden[example]
+        rows, labels, mask, shifts = self._pair_units(words, pair_hidden)
         weights = self.output[rows]
         scores = xp.matmul(weights, pair_hidden[:, :, None])[:, :, 0]
+        if shifts is not None:
+            scores = scores - shifts
         loss, grad_scores = logistic_loss_and_gradient(self.ops, scores, labels)
         grad_scores = grad_scores * mask
         grad_pairs = xp.matmul(grad_scores[:, None, :], weights)[:, 0, :]
@@ -90,7 +97,7 @@ class NegativeSampling(LogisticUnitsHead):
     def check_settings(cls, settings: Settings) -> None:
         super().check_settings(settings)
         if settings.negative < 1:
-            raise SettingsError("--head ns needs --negative >= 1")
+            raise SettingsError(f"--head {settings.head} needs --negative >= 1")
 
     def _prepare(self, vocab: Vocabulary, settings: Settings, seed: int) -> None:
         self.random = self.ops.random_state(seed)
