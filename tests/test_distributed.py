@@ -210,8 +210,8 @@ def test_a_worker_lost_mid_epoch_resumes_from_the_epoch_checkpoint(structured_co
     np.testing.assert_array_equal(cluster.workers[1].parameters(1)["vectors"], lost.vectors)
 
 
-@pytest.mark.parametrize("head", ["softmax", "spherical", "adaptive"])
-def test_cluster_refuses_heads_that_need_lock_step_rounds(head):
+@pytest.mark.parametrize("head", ["softmax", "spherical", "adaptive", "lsh"])
+def test_cluster_refuses_heads_whose_copies_do_not_merge_by_row(head):
     with pytest.raises(SettingsError, match="--cluster trains the ns and hs heads only"):
         Settings.from_options(cluster="ray", head=head)
 

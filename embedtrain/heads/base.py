@@ -52,6 +52,9 @@ class Head(ABC):
     max_batch_size: ClassVar[int | None] = None
     #: Whether :meth:`compiled_step` gives a per-example step for the compiled engine.
     has_compiled_step: ClassVar[bool] = False
+    #: Whether copies trained apart merge row by row (``--cluster``, distributed.py): the
+    #: head's state is its output rows, trained by its compiled step, and nothing else.
+    merges_by_row: ClassVar[bool] = False
     #: Whether the head keeps one output vector per word (``--save-output``); hierarchical
     #: softmax does not: its output rows belong to the inner nodes of the Huffman tree.
     has_output_vectors: ClassVar[bool] = False

@@ -83,6 +83,7 @@ class LshNegativeSampling(NegativeSampling):
     """Negative sampling with negatives drawn from LSH buckets of the output vectors."""
 
     name = "lsh"
+    merges_by_row = False  # its hash tables follow the output rows: no row-wise merge
     integer_parameters: ClassVar[tuple[str, ...]] = (
         "lsh_tables",
         "lsh_sizes",

@@ -26,6 +26,7 @@ class LogisticUnitsHead(Head):
     logistic unit with a 0/1 label; output rows start at zero, as in word2vec."""
 
     has_compiled_step = True
+    merges_by_row = True
 
     def __init__(
         self,
