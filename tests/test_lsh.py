@@ -265,3 +265,18 @@ def test_cli_trains_saves_and_resumes(capsys, structured_corpus, tmp_path):
     assert (tmp_path / "v2.txt").exists()
     code = main([str(a) for a in [*argv, *common, "--head", "lsh", "--lsh-bits", "13"]])
     assert code == 2 and "--lsh-bits" in capsys.readouterr().err
+
+
+def test_epoch_summary_counts_every_negative_and_the_top_ups():
+    """One thread: the summary's tally is negative x examples, exactly; with tables built
+    from the zero initial vectors every word shares one bucket per table, the one a label
+    query reads, so a corpus of fewer words than a bucket holds never needs a top-up."""
+    from conftest import structured_sentences
+
+    options = FAST | {"epochs": 1, "lsh_rehash": 10**9, "negative": 4, "lsh_mode": "label"}
+    embeddings = embedtrain.train(structured_sentences(300), progress=False, head="lsh", **options)
+    report = embeddings.history[-1]
+    assert report.head_summary == (
+        f"lsh: 0.0% of {4 * report.examples:,} negatives topped up from count^0.75 "
+        "(the query's buckets held too few words)"
+    )

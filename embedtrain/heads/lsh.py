@@ -256,16 +256,17 @@ class LshNegativeSampling(NegativeSampling):
     def check_finite(self) -> bool:
         return bool(self.ops.xp.isfinite(self.output).all())
 
-    def notices(self) -> list[str]:
+    def epoch_summary(self) -> str:
+        """The share of negatives topped up from the noise distribution since the last
+        call (approximate on several threads: the tallies are Hogwild too)."""
         drawn, topped = (int(c) for c in self.ops.to_host(self._counts))
         self._counts[:] = 0
         if not drawn:
-            return []
-        share = topped / drawn
-        return [
-            f"lsh: {share:.1%} of {drawn:,} negatives this epoch were topped up from "
-            + f"count^{self.settings.ns_exponent} (the query's buckets held too few words)"
-        ]
+            return ""
+        return (
+            f"lsh: {topped / drawn:.1%} of {drawn:,} negatives topped up from "
+            f"count^{self.settings.ns_exponent} (the query's buckets held too few words)"
+        )
 
     def _pair_units(self, words: Any, pair_hidden: Any) -> tuple[Any, Any, Any, Any]:
         """The batched stand-in: negatives from a shared count**ns_exponent pool, each drawn
