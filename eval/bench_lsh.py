@@ -45,13 +45,15 @@ SCORES = {"analogy": "questions-words.txt", "ws353": "wordsim353.tsv", "simlex":
 MODELS = {"sg": "skipgram", "cbow": "cbow"}
 
 
-def configurations(corrections: bool) -> dict[str, dict[str, Any]]:
-    """Each configuration's name and head options."""
+def configurations(corrections: bool, hashes: list[str]) -> dict[str, dict[str, Any]]:
+    """Each configuration's name and head options (the first hash family unnamed)."""
     found: dict[str, dict[str, Any]] = {"ns": {"head": "ns"}}
     for mode in ("embedding", "label"):
-        found[f"lsh-{mode}"] = {"head": "lsh", "lsh_mode": mode}
-        if corrections:
-            found[f"lsh-{mode}-logq"] = {"head": "lsh", "lsh_mode": mode, "lsh_correction": "logq"}
+        for index, family in enumerate(hashes):
+            name = f"lsh-{mode}" + (f"-{family}" if index else "")
+            found[name] = {"head": "lsh", "lsh_mode": mode, "lsh_hash": family}
+            if corrections:
+                found[f"{name}-logq"] = {**found[name], "lsh_correction": "logq"}
     return found
 
 
@@ -207,6 +209,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--models", default="sg,cbow", help="comma-separated: sg, cbow")
     p.add_argument("--corrections", action="store_true", help="also the logq variants")
     p.add_argument(
+        "--hashes", default="simhash", help="comma-separated hash families: simhash, dwta"
+    )
+    p.add_argument(
         "--set",
         action="append",
         default=[],
@@ -253,7 +258,10 @@ def main() -> None:
                 "device": "cpu",
                 **extra,
             }
-            options = {n: {**common, **o} for n, o in configurations(args.corrections).items()}
+            options = {
+                n: {**common, **o}
+                for n, o in configurations(args.corrections, args.hashes.split(",")).items()
+            }
             print(f"{key}: {', '.join(options)}", file=sys.stderr)
             checkpoints = train_alternating(prefix, options, args.epochs, scratch)
             budget = checkpoints["ns"][-1]["seconds"]
