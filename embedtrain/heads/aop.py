@@ -99,19 +99,21 @@ class ApproximateOuterProduct:
         """W -= the approximate lr * grads^T inputs, in place. Row j of ``inputs`` (x) and
         ``grads`` (g) is the example in minibatch slot ``slots[j]`` (distinct slots)."""
         xp, ops = self.ops.xp, self.ops
-        root = weights.dtype.type(math.sqrt(lr))
         if self.memory == "factors":
+            root = weights.dtype.type(math.sqrt(lr))
             factor_in, factor_out = self.state["memory_in"], self.state["memory_out"]
             factor_in[slots] += root * inputs
             factor_out[slots] += root * grads
-        else:
-            factor_in, factor_out = root * inputs, root * grads
+            scale = 1.0
+        else:  # the rows as given, lr applied to the K chosen ones only (one pass less)
+            factor_in, factor_out, scale = inputs, grads, lr
         norms = xp.linalg.norm(factor_in, axis=1) * xp.linalg.norm(factor_out, axis=1)
-        chosen = self._select(norms.astype(np.float64))
-        ops.gemm(factor_out[chosen].T, factor_in[chosen], out=weights, alpha=-1.0)
-        kept = norms.sum(dtype=np.float64) - norms[chosen].sum(dtype=np.float64)
-        self.left_mass += kept
-        self.total_mass += norms.sum(dtype=np.float64)
+        norms = norms.astype(np.float64)
+        chosen = self._select(norms)
+        ops.gemm(factor_out[chosen].T, factor_in[chosen], out=weights, alpha=-scale)
+        total = norms.sum() * scale
+        self.left_mass += total - norms[chosen].sum() * scale
+        self.total_mass += total
         if self.memory == "factors":
             factor_in[chosen] = 0
             factor_out[chosen] = 0
@@ -120,7 +122,7 @@ class ApproximateOuterProduct:
             weights -= residual
             skipped = xp.ones(norms.shape[0], dtype=bool)
             skipped[chosen] = False
-            residual[...] = ops.gemm(factor_out[skipped].T, factor_in[skipped])
+            residual[...] = ops.gemm(factor_out[skipped].T, factor_in[skipped], alpha=scale)
 
     def _select(self, norms: Any) -> Any:
         """Indices of the slots whose products are applied (see the module docstring)."""
