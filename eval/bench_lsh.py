@@ -211,6 +211,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument(
         "--hashes", default="simhash", help="comma-separated hash families: simhash, dwta"
     )
+    p.add_argument("--only", help="comma-separated configuration names to keep (and ns)")
     p.add_argument(
         "--set",
         action="append",
@@ -261,6 +262,7 @@ def main() -> None:
             options = {
                 n: {**common, **o}
                 for n, o in configurations(args.corrections, args.hashes.split(",")).items()
+                if not args.only or n == "ns" or n in args.only.split(",")
             }
             print(f"{key}: {', '.join(options)}", file=sys.stderr)
             checkpoints = train_alternating(prefix, options, args.epochs, scratch)
