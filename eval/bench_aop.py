@@ -126,27 +126,30 @@ def train_one(head: str, prefix: Path, config: dict[str, Any], args) -> dict[str
     record: list[tuple[float, float, int]] = []
     real_make_engine = training.make_engine
     training.make_engine = timed_engines(record)
+    result = {"head": head, "label": label(config), **config, "curve": record}
     try:
         emb = embedtrain.train(
             prefix, progress=False, head=head, epochs=args.epochs, seed=1, **BASE, **config
         )
+    except embedtrain.TrainingDiverged as exc:
+        record[:] = [c for c in record if np.isfinite(c[1])]
+        seconds = record[-1][0] if record else 0.0
+        return result | {"diverged": str(exc), "seconds": seconds, "final_loss": None}
     finally:
         training.make_engine = real_make_engine
     found = emb.evaluate()
-    return {
-        "head": head,
-        "label": label(config),
-        **config,
+    return result | {
         "seconds": sum(r.seconds for r in emb.history),
         "final_loss": emb.history[-1].mean_loss,
         "memory": emb.history[-1].head_summary,
-        "curve": record,
         **{key: float(found[name]["score"]) for key, name in SCORES.items()},
     }
 
 
 def trailing_losses(curve: list) -> tuple[np.ndarray, np.ndarray]:
     """(seconds, mean loss per example over the trailing tenth of the run's examples)."""
+    if not curve:
+        return np.zeros(0), np.zeros(0)
     seconds = np.array([c[0] for c in curve])
     losses = np.cumsum([c[1] for c in curve])
     examples = np.cumsum([c[2] for c in curve])
@@ -165,9 +168,23 @@ def time_to_loss(curve: list, target: float) -> float | None:
     return float(seconds[reached[0]]) if reached.size else None
 
 
+def describe(result: dict[str, Any]) -> str:
+    if result.get("diverged"):
+        return f"{result['head']} {result['label']}: {result['diverged']}"
+    return (
+        f"{result['head']} {result['label']}: {result['seconds']:.0f} s, loss "
+        f"{result['final_loss']:.4f}, analogy {100 * result['analogy']:.1f}%, "
+        f"WS-353 {result['ws353']:.3f}, SimLex {result['simlex']:.3f}; {result['memory']}"
+    )
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Time and train every configuration; with ``--json``, the report is written after
+    every run, and a run already in that file (same head and label) is not repeated."""
     configs = configurations(args)
     report: dict[str, Any] = {"corpus": args.corpus, "epochs": args.epochs, "heads": {}}
+    if args.json and args.json.exists():
+        report = json.loads(args.json.read_text())
     with tempfile.TemporaryDirectory() as scratch:
         prefix = Path(scratch) / "prefix.txt"
         report["words"] = write_prefix(args.corpus, args.max_words, prefix)
@@ -175,21 +192,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         write_prefix(args.corpus, 5_000, warm)
         for head in args.heads:
             embedtrain.train(warm, progress=False, head=head, epochs=1, min_count=1, **BASE)
-            times = step_times(head, prefix, configs, args)
-            for config, ms in zip(configs, times):
-                print(f"{head} {label(config)}: {ms:.2f} ms per step", flush=True)
-            runs = []
-            for config in [*configs, configs[0]]:
+            figures = report["heads"].get(head)
+            if figures is None or figures["configs"] != configs:
+                times = step_times(head, prefix, configs, args)
+                for config, ms in zip(configs, times):
+                    print(f"{head} {label(config)}: {ms:.2f} ms per step", flush=True)
+                figures = {"step_ms": times, "configs": configs, "runs": []}
+                report["heads"][head] = figures
+            for config in [*configs, configs[0]][len(figures["runs"]) :]:
                 result = train_one(head, prefix, config, args)
-                print(
-                    f"{head} {result['label']}: {result['seconds']:.0f} s, loss "
-                    f"{result['final_loss']:.4f}, analogy {100 * result['analogy']:.1f}%, "
-                    f"WS-353 {result['ws353']:.3f}, SimLex {result['simlex']:.3f}; "
-                    f"{result['memory']}",
-                    flush=True,
-                )
-                runs.append(result)
-            report["heads"][head] = {"step_ms": times, "configs": configs, "runs": runs}
+                print(describe(result), flush=True)
+                figures["runs"].append(result)
+                if args.json:
+                    args.json.write_text(json.dumps(report))
     return report
 
 
@@ -229,6 +244,13 @@ def table(report: dict[str, Any]) -> str:
             "|---|---|---|---|---|---|---|---|---|---|",
         ]
         for result in figures["runs"][:-1]:
+            if result.get("diverged"):
+                lines.append(
+                    f"| {result['label']} | {step[result['label']]:.2f} | "
+                    f"{step['exact'] / step[result['label']]:.2f}x | diverged after "
+                    f"{result['seconds']:.0f} s | - | - | - | - | - | - |"
+                )
+                continue
             reached = result["time_to_exact_loss"]
             share = result["memory"].split("% ")[0].removeprefix("aop: ")
             lines.append(
@@ -314,11 +336,37 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--table", type=Path)
     parser.add_argument("--plot", type=Path)
     parser.add_argument("--from-json", type=Path, help="redraw from a saved report")
+    parser.add_argument("--steps-only", action="store_true", help="the step timing alone")
     return parser.parse_args()
+
+
+def steps_only(args: argparse.Namespace) -> None:
+    """The step timing alone, every head and configuration, as a table."""
+    configs = configurations(args)
+    lines = [
+        "| head | " + " | ".join(map(label, configs)) + " |",
+        "|---|" + "---|" * len(configs),
+    ]
+    with tempfile.TemporaryDirectory() as scratch:
+        prefix = Path(scratch) / "prefix.txt"
+        write_prefix(args.corpus, args.max_words, prefix)
+        for head in args.heads:
+            times = step_times(head, prefix, configs, args)
+            lines.append(f"| {head} ms | " + " | ".join(f"{t:.2f}" for t in times) + " |")
+            lines.append(
+                f"| {head} vs exact | " + " | ".join(f"{times[0] / t:.2f}x" for t in times) + " |"
+            )
+    text = "\n".join(lines)
+    print(text)
+    if args.table:
+        args.table.write_text(text + "\n")
 
 
 def main() -> None:
     args = parse_args()
+    if args.steps_only:
+        steps_only(args)
+        return
     if args.from_json:
         report = json.loads(args.from_json.read_text())
     else:
