@@ -131,12 +131,12 @@ class ApproximateOuterProduct:
         if holding.shape[0] <= self.keep:
             return holding
         if self.policy == "topk":
-            order = xp.argsort(-norms[holding], kind="stable")
+            order = xp.argsort(-norms[holding])
             return holding[order[: self.keep]]
         if self.policy == "weighted":
             weights = norms[holding] ** 2
             keys = xp.log(self.random.random_sample(holding.shape[0])) / (weights / weights.sum())
-            return holding[xp.argsort(-keys, kind="stable")[: self.keep]]
+            return holding[xp.argsort(-keys)[: self.keep]]
         return holding[self.random.permutation(holding.shape[0])[: self.keep]]
 
     def memory_share(self) -> float:
