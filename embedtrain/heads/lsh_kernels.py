@@ -70,15 +70,18 @@ def hash_code(planes, pairs, hash_kind, buffer, table, bits, vector) -> int:
 
 
 @njit(nogil=True, cache=True)
-def build_tables(output, planes, pairs, hash_kind, bits, buffer, tables, sizes, codes, kept):
-    """Hash every output vector into each table of ``buffer``; a bucket keeps its first C
-    words, i.e. (ids sorted by count) its C most frequent ones, as word2vec's noise
-    favours frequent words. Memory is fixed: L * 2**K * C ids per buffer."""
+def build_tables(output, order, planes, pairs, hash_kind, bits, buffer, tables, sizes, codes, kept):
+    """Hash every output vector into each table of ``buffer``, the words taken in
+    ``order`` (a permutation): a bucket keeps the first C words of that order, i.e. for a
+    random order a uniform sample of its members (reservoir sampling in one pass), so
+    every word its bucket holds is equally likely to be a negative. Memory is fixed:
+    L * 2**K * C ids per buffer."""
     n_tables = tables.shape[1]
     capacity = tables.shape[3]
     sizes[buffer] = 0
     for t in range(n_tables):
-        for w in range(output.shape[0]):
+        for index in range(order.shape[0]):
+            w = order[index]
             code = hash_code(planes, pairs, hash_kind, buffer, t, bits, output[w])
             codes[buffer, t, w] = code
             size = sizes[buffer, t, code]
