@@ -243,8 +243,13 @@ def table(report: dict[str, Any]) -> str:
             if result.get("diverged"):
                 lines.append(
                     f"| {result['label']} | {step[result['label']]:.2f} | "
-                    f"{step['exact'] / step[result['label']]:.2f}x | diverged after "
-                    f"{result['seconds']:.0f} s | - | - | - | - | - | - |"
+                    f"{step['exact'] / step[result['label']]:.2f}x | diverged "
+                    + (
+                        f"after {len(result['curve'])} jobs ({result['seconds']:.0f} s)"
+                        if result["curve"]
+                        else "in its first job"
+                    )
+                    + " | - | - | - | - | - | - |"
                 )
                 continue
             last = result["last_tenth_loss"]
