@@ -268,7 +268,8 @@ def table(report: dict[str, Any]) -> str:
 
 def plot(report: dict[str, Any], path: Path) -> None:
     """Per head, the training loss (trailing tenth) against seconds and against examples;
-    colour by K, line style by memory, one panel row per policy."""
+    colour by K, line style by memory, one panel row per policy; the scale is that of the
+    runs that did not diverge."""
     plt = load_pyplot()
     heads = list(report["heads"])
     policies = sorted(
@@ -306,6 +307,10 @@ def plot(report: dict[str, Any], path: Path) -> None:
                     label=result["label"],
                 )
                 row[1].plot(examples[shown], mean[shown], style, color=colour, lw=width)
+            settled = [trailing_losses(r["curve"])[1] for r in runs if not r.get("diverged")]
+            finite = np.concatenate([m[np.isfinite(m)] for m in settled])
+            for axis in row:  # a diverging run leaves the plot upwards, not rescales it
+                axis.set_ylim(finite.min() - 0.1, finite.max() + 0.3)
             row[0].set_title(f"{head}, {policy}: loss against time")
             row[1].set_title(f"{head}, {policy}: loss against examples")
             row[0].set_xlabel("seconds")
