@@ -38,13 +38,19 @@ from embedtrain.backend import NumpyOps
 from embedtrain.batching import DEFAULT_JOB_WORDS, EncodedCorpus, job_words
 from embedtrain.corpus import Corpus
 from embedtrain.engines import CompiledEngine
-from embedtrain.errors import ClusterError, CorpusError, StopTraining, TrainingDiverged
+from embedtrain.errors import ClusterError, CorpusError, TrainingDiverged
 from embedtrain.heads import head_kind
 from embedtrain.history import EpochReport
 from embedtrain.model import Model
 from embedtrain.settings import Settings
 from embedtrain.signals import signals_set_flag
-from embedtrain.training import TrainingResult, check_vocabulary, job_seed, learning_rate
+from embedtrain.training import (
+    TrainingResult,
+    callbacks_continue,
+    check_vocabulary,
+    job_seed,
+    learning_rate,
+)
 from embedtrain.vocab import Vocabulary, count_words, vocabulary_from_counts
 
 log = logging.getLogger("embedtrain")
@@ -397,20 +403,10 @@ def train_on(
             if stop.is_set() and model.words_done < total:
                 result.interrupted = True
                 break
-            if not _callbacks_continue(callbacks, report):
+            if not callbacks_continue(callbacks, report):
                 result.stopped_early = True
                 break
     return result
-
-
-def _callbacks_continue(callbacks: Sequence, report: EpochReport) -> bool:
-    going_on = True
-    for callback in callbacks:
-        try:
-            going_on = callback(report) is not False and going_on
-        except StopTraining:
-            going_on = False
-    return going_on
 
 
 class _Driver:

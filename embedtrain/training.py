@@ -189,7 +189,7 @@ def run_training(
                 if stop.is_set() and model.words_done < total:  # a finished run is not interrupted
                     result.interrupted = True
                     break
-                if not _callbacks_continue(callbacks, report):
+                if not callbacks_continue(callbacks, report):
                     result.stopped_early = True
                     break
     finally:
@@ -197,7 +197,7 @@ def run_training(
     return result
 
 
-def _callbacks_continue(callbacks: Sequence[Callback], report: EpochReport) -> bool:
+def callbacks_continue(callbacks: Sequence[Callback], report: EpochReport) -> bool:
     """Whether every callback lets training go on (all are called, even after a stop)."""
     going_on = True
     for callback in callbacks:

@@ -48,7 +48,7 @@ from embedtrain.settings import Settings
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_exact import make_batches, time_heads
-from heads_report import SCORES, load_pyplot, sentences_of
+from heads_report import load_pyplot, scores_of, write_prefix
 
 BASE = {"model": "skipgram", "dim": 100, "batch_size": 64, "device": "cpu", "threads": 1}
 
@@ -67,18 +67,6 @@ def label(config: dict[str, Any]) -> str:
     if not config["aop_k"]:
         return "exact"
     return f"K={config['aop_k']} {config['aop_policy']} {config['aop_memory']}"
-
-
-def write_prefix(corpus: str, max_words: int, path: Path) -> int:
-    """The first ``max_words`` tokens of ``corpus`` (whole lines) into ``path``."""
-    words = 0
-    with open(path, "w", encoding="utf-8") as out:
-        for sentence in sentences_of(corpus):
-            if words >= max_words:
-                break
-            out.write(" ".join(sentence) + "\n")
-            words += len(sentence)
-    return words
 
 
 def step_times(
@@ -138,12 +126,11 @@ def train_one(head: str, prefix: Path, config: dict[str, Any], args) -> dict[str
         return result | {"diverged": str(exc), "seconds": seconds, "final_loss": None}
     finally:
         training.make_engine = real_make_engine
-    found = emb.evaluate()
     return result | {
         "seconds": sum(r.seconds for r in emb.history),
         "final_loss": emb.history[-1].mean_loss,
         "memory": emb.history[-1].head_summary,
-        **{key: float(found[name]["score"]) for key, name in SCORES.items()},
+        **scores_of(emb),
     }
 
 

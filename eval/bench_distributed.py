@@ -28,32 +28,16 @@ from pathlib import Path
 from typing import Any
 
 import embedtrain
-from embedtrain.corpus import Corpus
 from embedtrain.distributed import ClusterStats
 from embedtrain.embeddings import Embeddings
 from embedtrain.ray_cluster import import_ray, train_on_cluster
 from embedtrain.settings import Settings
 
-SCORES = {"analogy": "questions-words.txt", "ws353": "wordsim353.tsv", "simlex": "simlex999.txt"}
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from heads_report import scores_of, write_prefix
+
 WORKER_COUNTS = (2, 4, 8, 16, 32, 64)
-
-
-def prefix_corpus(source: str, max_words: int, scratch: Path) -> str:
-    """The corpus's first whole sentences holding up to ``max_words`` words, as a file."""
-    path = scratch / "prefix.txt"
-    words = 0
-    with Corpus(source) as corpus, open(path, "w", encoding="utf-8") as out:
-        for sentence in corpus.sentences():
-            if words + len(sentence) > max_words:
-                break
-            out.write(" ".join(sentence) + "\n")
-            words += len(sentence)
-    return str(path)
-
-
-def scores(emb: Embeddings) -> dict[str, float]:
-    found = emb.evaluate()
-    return {key: float(found[name]["score"]) for key, name in SCORES.items()}
 
 
 def training_speed(emb: Embeddings) -> float:
@@ -65,7 +49,7 @@ def run_single(corpus: str, options: dict[str, Any]) -> dict[str, Any]:
     started = time.perf_counter()
     emb = embedtrain.train(corpus, progress=False, threads=2, **options)
     wall = time.perf_counter() - started
-    return {"words_per_second": training_speed(emb), "wall_seconds": wall, **scores(emb)}
+    return {"words_per_second": training_speed(emb), "wall_seconds": wall, **scores_of(emb)}
 
 
 def run_cluster(corpus: str, options: dict[str, Any], sync_words: int) -> dict[str, Any]:
@@ -92,7 +76,7 @@ def run_cluster(corpus: str, options: dict[str, Any], sync_words: int) -> dict[s
         "compute_seconds_per_round": sum(r.compute_seconds for r in rounds) / n,
         "round_seconds": sum(r.round_seconds for r in rounds) / n,
         "rows_changed_fraction": sum(changed) / max(len(changed), 1),
-        **scores(emb),
+        **scores_of(emb),
     }
 
 
@@ -170,7 +154,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-distributed-") as scratch:
         corpus = args.corpus
         if args.max_words:
-            corpus = prefix_corpus(corpus, args.max_words, Path(scratch))
+            corpus = str(Path(scratch) / "prefix.txt")
+            write_prefix(args.corpus, args.max_words, Path(corpus))
         for model in args.models.split(","):
             options = {"model": model, "head": "ns", "epochs": args.epochs}
             print(f"{model}: 1 process x 2 threads ...", file=sys.stderr)

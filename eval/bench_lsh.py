@@ -35,13 +35,15 @@ import numpy as np
 from numba import njit
 
 import embedtrain
-from embedtrain.corpus import open_corpus
 from embedtrain.heads.lsh import LshNegativeSampling
 from embedtrain.heads.lsh_kernels import draw_negatives
 from embedtrain.rng import seed_state, uniform
 from embedtrain.settings import Settings
 
-SCORES = {"analogy": "questions-words.txt", "ws353": "wordsim353.tsv", "simlex": "simlex999.txt"}
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from heads_report import SCORES, scores_of, write_prefix
+
 MODELS = {"sg": "skipgram", "cbow": "cbow"}
 
 
@@ -55,23 +57,6 @@ def configurations(corrections: bool, hashes: list[str]) -> dict[str, dict[str, 
             if corrections:
                 found[f"{name}-logq"] = {**found[name], "lsh_correction": "logq"}
     return found
-
-
-def write_prefix(corpus: str, max_words: int, path: Path) -> int:
-    """The corpus' first ``max_words`` tokens (whole lines; 0: all) as one text file."""
-    words = 0
-    with open_corpus(corpus, Settings.max_sentence_length) as source, open(path, "w") as out:
-        for sentence in source.sentences():
-            if max_words and words >= max_words:
-                break
-            out.write(" ".join(sentence) + "\n")
-            words += len(sentence)
-    return words
-
-
-def scores_of(emb: embedtrain.Embeddings) -> dict[str, float]:
-    found = emb.evaluate()
-    return {key: float(found[name]["score"]) for key, name in SCORES.items()}
 
 
 def train_alternating(

@@ -127,6 +127,24 @@ class Corpora:
         )
 
 
+def scores_of(emb: embedtrain.Embeddings) -> dict[str, float]:
+    """Google analogy accuracy, WS-353 and SimLex-999 Spearman (``Embeddings.evaluate``)."""
+    found = emb.evaluate()
+    return {key: float(found[name]["score"]) for key, name in SCORES.items()}
+
+
+def write_prefix(corpus: str, max_words: int, path: Path) -> int:
+    """The corpus' first ``max_words`` tokens (whole lines; 0: all) as one text file."""
+    words = 0
+    with open(path, "w", encoding="utf-8") as out:
+        for sentence in sentences_of(corpus):
+            if max_words and words >= max_words:
+                break
+            out.write(" ".join(sentence) + "\n")
+            words += len(sentence)
+    return words
+
+
 def sentences_of(corpus: str | None) -> Iterator[list[str]]:
     """The corpus' sentences as embedtrain reads them (None: the shipped corpus)."""
     with open_corpus(corpus, Settings.max_sentence_length) as source:
@@ -235,12 +253,11 @@ def held_out_loss(emb: embedtrain.Embeddings, pairs: tuple[np.ndarray, np.ndarra
 
 def checkpoint(emb: embedtrain.Embeddings, held_out: HeldOut) -> Checkpoint:
     """Score the model as it stands."""
-    found = emb.evaluate()
     return Checkpoint(
         epoch=len(emb.history),
         seconds=sum(report.seconds for report in emb.history),
         mean_loss=emb.history[-1].mean_loss,
-        **{key: float(found[name]["score"]) for key, name in SCORES.items()},
+        **scores_of(emb),
         held_out=held_out_loss(emb, held_out.pairs(emb)),
     )
 

@@ -195,12 +195,19 @@ class AdaptiveSoftmax(Head):
         return bounds, tail_dims(settings.dim, settings.div_value, len(cutoffs))
 
     @classmethod
-    def parameter_shapes(cls, vocab_size: int, settings: Settings) -> dict[str, tuple[int, ...]]:
+    def _weight_shapes(cls, vocab_size: int, settings: Settings) -> dict[str, tuple[int, int]]:
+        """The head matrix A, and per tail cluster P_i and O_i."""
         bounds, dims = cls._layout(vocab_size, settings)
         shapes = {"head": (bounds[1] + len(dims), settings.dim)}
         for i, (reduced, (start, stop)) in enumerate(zip(dims, itertools.pairwise(bounds[1:]))):
             shapes[f"projection{i + 1}"] = (reduced, settings.dim)
             shapes[f"tail{i + 1}"] = (stop - start, reduced)
+        return shapes
+
+    @classmethod
+    def parameter_shapes(cls, vocab_size: int, settings: Settings) -> dict[str, tuple[int, ...]]:
+        """The weights and, with Mem-AOP-GD, their memories."""
+        shapes = cls._weight_shapes(vocab_size, settings)
         return {**shapes, **DenseUpdates.state_shapes(settings, cls.batch_size(settings), shapes)}
 
     @classmethod
@@ -217,10 +224,9 @@ class AdaptiveSoftmax(Head):
     ) -> None:
         super().__init__(vocab, settings, ops, seed)
         self.bounds, self.dims = self._layout(len(vocab), settings)
-        shapes = self.parameter_shapes(len(vocab), settings)
+        weights = self._weight_shapes(len(vocab), settings)
         if parameters is None:
-            parameters = self._initial(shapes, seed)
-        weights = {name: shape for name, shape in shapes.items() if not name.startswith("aop.")}
+            parameters = self._initial(weights, seed)
         self.weights = {name: ops.asarray(parameters[name], dtype=np.float32) for name in weights}
         self._cutoffs = ops.asarray(np.array(self.bounds[1:-1], dtype=np.int64))
         self.updates = DenseUpdates(
@@ -236,7 +242,7 @@ class AdaptiveSoftmax(Head):
         for name, shape in shapes.items():
             if name.startswith("projection"):
                 initial[name] = rng.normal(0.0, 1.0 / math.sqrt(self.dim), shape)
-            elif not name.startswith("aop."):
+            else:
                 initial[name] = np.zeros(shape)
         return initial
 

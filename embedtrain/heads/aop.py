@@ -64,15 +64,10 @@ class ApproximateOuterProduct:
         self.memory = memory
         self.random = ops.random_state(0)
         xp = ops.xp
-        n_out, n_in = shape
-        self.state: dict[str, Any] = {}
-        if memory == "factors":
-            self.state = {
-                "memory_in": xp.zeros((slots, n_in), dtype=dtype),
-                "memory_out": xp.zeros((slots, n_out), dtype=dtype),
-            }
-        elif memory == "exact":
-            self.state = {"residual": xp.zeros(shape, dtype=dtype)}
+        self.state: dict[str, Any] = {
+            name: xp.zeros(part, dtype=dtype)
+            for name, part in self.state_shapes(shape, slots, memory).items()
+        }
         self.left_mass = xp.zeros((), dtype=np.float64)
         self.total_mass = xp.zeros((), dtype=np.float64)
 

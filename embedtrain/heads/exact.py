@@ -360,14 +360,18 @@ class NaiveHead(ExactHead):
         parameters: dict[str, np.ndarray] | None = None,
     ) -> None:
         super().__init__(loss, vocab, settings, ops, seed, dtype, parameters)
-        shapes = {"output": (self.vocab_size, self.dim)}
         self.updates = DenseUpdates(
-            ops, settings, self.batch_size(settings), shapes, dtype, parameters
+            ops,
+            settings,
+            self.batch_size(settings),
+            {"output": self.weights.shape},
+            dtype,
+            parameters,
         )
 
     @classmethod
     def parameter_shapes(cls, vocab_size: int, settings: Settings) -> dict[str, tuple[int, ...]]:
-        shapes = {"output": (vocab_size, settings.dim)}
+        shapes = super().parameter_shapes(vocab_size, settings)  # W
         return {**shapes, **DenseUpdates.state_shapes(settings, cls.batch_size(settings), shapes)}
 
     def reseed(self, seed: int) -> None:
