@@ -15,7 +15,8 @@ new value back, after which all copies are identical again. A block of rows is s
 leading run of rows (the most frequent words, which every worker changes) densely, as
 pWord2Vec does, and the rest with their row numbers. The learning rate follows the global
 word count: ``A`` active workers that each trained ``p`` words of a round stand ``A * p``
-words past the round's start. Each epoch ends with a checkpoint of the master copy; a
+words past the round's start, and each trains at ``A`` times that rate (see
+:func:`job_rates`). Each epoch ends with a checkpoint of the master copy; a
 worker lost in the next epoch is restarted and the epoch resumes from that checkpoint.
 """
 
@@ -128,12 +129,17 @@ class RoundPlan:
 
 def job_rates(settings: Settings, plan: RoundPlan, local_start: int, words: int) -> tuple:
     """(lr at the job's start, lr at its end) for a job starting ``local_start`` words into
-    the worker's round: the linear schedule at the cluster's global word count."""
+    the worker's round: the linear schedule at the cluster's global word count, times the
+    round's active workers A. The merge moves a row that all A workers changed by the mean
+    of their deltas; at A times the rate that mean is the step one process takes over the
+    same words (at the plain rate those rows, most of the model, learn A times slower:
+    README, "Distributed training", has the measurements)."""
     start = round_position(plan.global_start, plan.active_workers, local_start)
     end = round_position(plan.global_start, plan.active_workers, local_start + words)
+    scale = plan.active_workers
     return (
-        learning_rate(settings.lr, settings.min_lr, start / plan.total_words),
-        learning_rate(settings.lr, settings.min_lr, end / plan.total_words),
+        scale * learning_rate(settings.lr, settings.min_lr, start / plan.total_words),
+        scale * learning_rate(settings.lr, settings.min_lr, end / plan.total_words),
     )
 
 

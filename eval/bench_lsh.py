@@ -19,6 +19,8 @@ against the alias table's, in compiled loops on one thread.
     python eval/bench_lsh.py ../shared/corpora/bench17m.txt.xz \\
         --json eval/results/lsh_17m.json --table eval/results/lsh_17m.md
     python eval/bench_lsh.py ../shared/corpora/bench17m.txt.xz --max-words 200000 --epochs 1
+    python eval/bench_lsh.py ../shared/corpora/bench17m.txt.xz --models sg --only lsh-label \\
+        --vary lsh_bits=4,8 --vary lsh_tables=5,20 --vary lsh_rehash=100000,2000000
 """
 
 from __future__ import annotations
@@ -47,8 +49,12 @@ from heads_report import SCORES, scores_of, write_prefix
 MODELS = {"sg": "skipgram", "cbow": "cbow"}
 
 
-def configurations(corrections: bool, hashes: list[str]) -> dict[str, dict[str, Any]]:
-    """Each configuration's name and head options (the first hash family unnamed)."""
+def configurations(
+    corrections: bool, hashes: list[str], varied: list[tuple[str, list]]
+) -> dict[str, dict[str, Any]]:
+    """Each configuration's name and head options (the first hash family unnamed); each
+    ``(setting, values)`` of ``varied`` adds every LSH configuration again with the setting
+    at each value, one setting at a time (named ``<configuration> setting=value``)."""
     found: dict[str, dict[str, Any]] = {"ns": {"head": "ns"}}
     for mode in ("embedding", "label"):
         for index, family in enumerate(hashes):
@@ -56,6 +62,11 @@ def configurations(corrections: bool, hashes: list[str]) -> dict[str, dict[str, 
             found[name] = {"head": "lsh", "lsh_mode": mode, "lsh_hash": family}
             if corrections:
                 found[f"{name}-logq"] = {**found[name], "lsh_correction": "logq"}
+    lsh = [name for name, options in found.items() if options["head"] == "lsh"]
+    for setting, values in varied:
+        for name in lsh:
+            for value in values:
+                found[f"{name} {setting}={value}"] = {**found[name], setting: value}
     return found
 
 
@@ -196,7 +207,10 @@ def parse_args() -> argparse.Namespace:
     p.add_argument(
         "--hashes", default="simhash", help="comma-separated hash families: simhash, dwta"
     )
-    p.add_argument("--only", help="comma-separated configuration names to keep (and ns)")
+    p.add_argument(
+        "--only",
+        help="comma-separated configuration names to keep (and ns, and their --vary variants)",
+    )
     p.add_argument(
         "--set",
         action="append",
@@ -204,25 +218,43 @@ def parse_args() -> argparse.Namespace:
         metavar="NAME=VALUE",
         help="a further setting for every run, e.g. lsh_bits=8 (repeatable)",
     )
+    p.add_argument(
+        "--vary",
+        action="append",
+        default=[],
+        metavar="NAME=V1,V2",
+        help="also each LSH configuration with setting NAME at each value, e.g. "
+        "lsh_bits=4,8 (repeatable; one setting varied at a time)",
+    )
     p.add_argument("--sampling-examples", type=int, default=200_000)
     p.add_argument("--json", type=Path, help="write the report as JSON")
     p.add_argument("--table", type=Path, help="write the Markdown table")
     return p.parse_args()
 
 
-def setting_value(text: str) -> tuple[str, int | float | str]:
-    name, _, value = text.partition("=")
+def parsed_value(value: str) -> int | float | str:
     for kind in (int, float):
         try:
-            return name, kind(value)
+            return kind(value)
         except ValueError:
             continue
-    return name, value
+    return value
+
+
+def setting_value(text: str) -> tuple[str, int | float | str]:
+    name, _, value = text.partition("=")
+    return name, parsed_value(value)
+
+
+def setting_values(text: str) -> tuple[str, list[int | float | str]]:
+    name, _, values = text.partition("=")
+    return name, [parsed_value(value) for value in values.split(",")]
 
 
 def main() -> None:
     args = parse_args()
     extra = dict(setting_value(text) for text in args.set)
+    varied = [setting_values(text) for text in args.vary]
     report: dict[str, Any] = {
         "corpus": args.corpus,
         "epochs": args.epochs,
@@ -244,10 +276,11 @@ def main() -> None:
                 "device": "cpu",
                 **extra,
             }
+            kept = args.only.split(",") if args.only else None
             options = {
                 n: {**common, **o}
-                for n, o in configurations(args.corrections, args.hashes.split(",")).items()
-                if not args.only or n == "ns" or n in args.only.split(",")
+                for n, o in configurations(args.corrections, args.hashes.split(","), varied).items()
+                if kept is None or n == "ns" or n.split(" ")[0] in kept
             }
             print(f"{key}: {', '.join(options)}", file=sys.stderr)
             checkpoints = train_alternating(prefix, options, args.epochs, scratch)
