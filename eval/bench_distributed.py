@@ -6,7 +6,8 @@ For skip-gram and CBOW with negative sampling, 5 epochs: 1 process x 2 threads a
 Ray workers x 1 thread (a local Ray with 2 CPUs): training words/s (epoch time only; the
 vocabulary, encoding and compilation are reported apart), Google analogies, WS-353 and
 SimLex-999 (``Embeddings.evaluate``), and per round the bytes sent (deltas up, the merged
-rows down to each worker).
+rows down to each worker). The runs alternate: skip-gram one process first, CBOW the
+cluster first.
 
 The scaling estimate for P = 2..64 workers takes the measured round costs at P = 2: each
 worker's compute per round ``c`` (constant in P: every worker trains --sync-words words),
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 import tempfile
 import time
@@ -106,10 +108,19 @@ def scaling(measured: dict[str, Any], bandwidth_gbit: float) -> list[dict[str, f
     return rows
 
 
+def with_repeats(passes: list[dict[str, Any]]) -> dict[str, Any]:
+    """The first pass's figures with the median words/s over all passes (and each)."""
+    speeds = [found["words_per_second"] for found in passes]
+    return {**passes[0], "words_per_second": statistics.median(speeds), "passes": speeds}
+
+
 def table(report: dict[str, Any]) -> str:
     lines = [
-        "| model | run | words/s | analogy | WS-353 | SimLex | wall s | up / down per round |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
+        (
+            "| model | run | words/s (median) | each pass | analogy | WS-353 | SimLex | wall s | "
+            "up / down per round |"
+        ),
+        "|---|---|---:|---|---:|---:|---:|---:|---:|",
     ]
     for model, runs in report["runs"].items():
         for name, r in runs.items():
@@ -118,8 +129,9 @@ def table(report: dict[str, Any]) -> str:
                 if "rounds" in r
                 else ""
             )
+            passes = ", ".join(f"{speed:,.0f}" for speed in r["passes"])
             lines.append(
-                f"| {model} | {name} | {r['words_per_second']:,.0f} | {r['analogy']:.1%} | "
+                f"| {model} | {name} | {r['words_per_second']:,.0f} | {passes} | {r['analogy']:.1%} | "
                 f"{r['ws353']:.3f} | {r['simlex']:.3f} | {r['wall_seconds']:.0f} | {traffic} |"
             )
     for model, rows in report["scaling"].items():
@@ -141,6 +153,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--sync-words", type=int, default=Settings().sync_words)
     p.add_argument("--bandwidth-gbit", type=float, default=10.0, help="for the estimate")
     p.add_argument("--models", default="skipgram,cbow")
+    p.add_argument(
+        "--repeats", type=int, default=1, help="passes of each pair, alternating their order"
+    )
     p.add_argument("--out", type=Path, help="also write the report as JSON")
     return p.parse_args()
 
@@ -156,16 +171,22 @@ def main() -> None:
         if args.max_words:
             corpus = str(Path(scratch) / "prefix.txt")
             write_prefix(args.corpus, args.max_words, Path(corpus))
-        for model in args.models.split(","):
+        for index, model in enumerate(args.models.split(",")):
             options = {"model": model, "head": "ns", "epochs": args.epochs}
-            print(f"{model}: 1 process x 2 threads ...", file=sys.stderr)
-            single = run_single(corpus, options)
-            print(f"{model}: 2 Ray workers x 1 thread ...", file=sys.stderr)
-            cluster = run_cluster(corpus, options, args.sync_words)
-            report["runs"][model] = {
-                "1 process x 2 threads": single,
-                "2 workers x 1 thread": cluster,
+            runs = {
+                "1 process x 2 threads": (run_single, (corpus, options)),
+                "2 workers x 1 thread": (run_cluster, (corpus, options, args.sync_words)),
             }
+            found: dict[str, list[dict[str, Any]]] = {name: [] for name in runs}
+            for repeat in range(args.repeats):
+                # Every other pass runs the cluster first (A B, B A): a drift in the
+                # machine's speed over the run touches both alike.
+                for name in list(runs)[:: -1 if (index + repeat) % 2 else 1]:
+                    print(f"{model}: {name} (pass {repeat + 1}) ...", file=sys.stderr)
+                    function, arguments = runs[name]
+                    found[name].append(function(*arguments))
+            report["runs"][model] = {name: with_repeats(found[name]) for name in runs}
+            cluster = report["runs"][model]["2 workers x 1 thread"]
             report["scaling"][model] = scaling(cluster, args.bandwidth_gbit)
             print(
                 f"{model}: compile per worker {cluster['compile_seconds']} s, "
