@@ -161,6 +161,12 @@ def _train_parser(commands) -> None:
         f"(default: {d.div_value}, PyTorch's)",
     )
     p.add_argument(
+        "--bias-feature",
+        type=float,
+        help="exact heads: a constant appended to every hidden vector, so that each word's "
+        "output row gains a bias; 0 disables (default: 1 for taylor, 0 for the others)",
+    )
+    p.add_argument(
         "--zloss-a",
         type=float,
         help=f"Z-loss sharpness a in softplus(a (b - z)) / a (default: {d.zloss_a})",

@@ -48,6 +48,9 @@ class Settings:
     seed: int = 1
     batch_size: int = 0  # examples per minibatch on the batched engine; 0: the head's default
     epsilon: float = 0.1  # spherical softmax: P(c|h) = (o_c^2 + eps) / (|o|^2 + D eps)
+    #: Exact heads: a constant appended to every hidden vector, so that W's extra column
+    #: is a per-word output bias (the factored-softmax authors' constant feature); 0: none.
+    bias_feature: float | None = None  # None: the head's default (Head.default_bias_feature)
     zloss_a: float = 0.1  # Z-loss: softplus(a (b - z)) / a
     zloss_b: float = 10.0
     cutoffs: str = ""  # adaptive softmax: "2000,10000"; empty: chosen by the cost model
@@ -106,6 +109,10 @@ class Settings:
             (self.threads > 0, "--threads must be positive"),
             (self.batch_size >= 0, "--batch-size must be >= 0"),
             (self.epsilon > 0, "--epsilon must be positive"),
+            (
+                self.bias_feature is None or self.bias_feature >= 0,
+                "--bias-feature must be >= 0",
+            ),
             (self.zloss_a > 0, "--zloss-a must be positive"),
             (self.aop_k >= 0, "--aop-k must be >= 0"),
             (
@@ -162,7 +169,8 @@ class Settings:
     def from_dict(cls, values: dict[str, Any]) -> Settings:
         """Settings from a saved dictionary (unknown keys ignored, missing ones default)."""
         known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in known})
+        # Models saved before --bias-feature existed have no bias column.
+        return cls(**{"bias_feature": 0.0, **{k: v for k, v in values.items() if k in known}})
 
     @classmethod
     def from_options(cls, **options: Any) -> Settings:
@@ -173,6 +181,8 @@ class Settings:
         settings = replace(cls(), **options)
         if isinstance(settings.lr, Real) and settings.lr == 0:
             settings.lr = head_default_lr(settings)
+        if settings.bias_feature is None:
+            settings.bias_feature = head_default_bias_feature(settings)
         settings.validate()
         return settings
 
@@ -196,6 +206,14 @@ def head_default_lr(settings: Settings) -> float:
 
     kind = HEADS.get(settings.head)
     return kind.default_lr(settings) if kind is not None else 0.0
+
+
+def head_default_bias_feature(settings: Settings) -> float | None:
+    """The constant feature ``bias_feature = None`` stands for: the head's."""
+    from embedtrain.heads import HEADS
+
+    kind = HEADS.get(settings.head)
+    return kind.bias_feature(settings) if kind is not None else None
 
 
 def _flag(name: str) -> str:

@@ -237,6 +237,8 @@ def test_a_signal_interrupts_with_the_model_so_far(corpus_file, tmp_path):
         ([], {}, embedtrain.CorpusError, "empty"),
         (42, {}, embedtrain.CorpusError, "not a int"),
         ([["a"]], {"engine": "compiled", "head": "squared"}, embedtrain.SettingsError, "compiled"),
+        ([["a"]], {"bias_feature": 1.0}, embedtrain.SettingsError, "the ns head has no output"),
+        ([["a"]], {"head": "taylor", "bias_feature": -1}, embedtrain.SettingsError, ">= 0"),
     ],
 )
 def test_bad_input_raises_documented_exceptions(corpus, options, error, fragment):

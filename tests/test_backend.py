@@ -242,7 +242,14 @@ def test_exact_head_through_cupy_ops_matches_numpy(with_fake_cupy):
     with_fake_cupy()
     vocab = Vocabulary([f"w{i}" for i in range(30)], np.arange(30, 0, -1), 465)
     heads = [
-        FactoredHead(SphericalSoftmax(1e-3), vocab, Settings(dim=6), ops, 0, dtype=np.float64)
+        FactoredHead(
+            SphericalSoftmax(1e-3),
+            vocab,
+            Settings(dim=6, bias_feature=0.0),
+            ops,
+            0,
+            dtype=np.float64,
+        )
         for ops in (NumpyOps(), select_ops("gpu"))
     ]
     rng = np.random.default_rng(2)

@@ -40,8 +40,9 @@ def relative(a, b):
     )
 
 
-def naive(loss, seed=0):
-    return NaiveHead(loss, VOCAB, Settings(dim=DIM), NumpyOps(), seed, dtype=np.float64)
+def naive(loss, seed=0, feature=0.0):
+    settings = Settings(dim=DIM, bias_feature=feature)
+    return NaiveHead(loss, VOCAB, settings, NumpyOps(), seed, dtype=np.float64)
 
 
 class DeviceLikeOps(Ops):
@@ -57,8 +58,8 @@ class DeviceLikeOps(Ops):
 PATHS = {"compiled": NumpyOps, "array": DeviceLikeOps}
 
 
-def factored(loss, seed=0, backend=NumpyOps, parameters=None):
-    settings = Settings(dim=DIM)
+def factored(loss, seed=0, backend=NumpyOps, parameters=None, feature=0.0):
+    settings = Settings(dim=DIM, bias_feature=feature)
     return FactoredHead(
         loss, VOCAB, settings, backend(), seed, dtype=np.float64, parameters=parameters
     )
@@ -73,9 +74,12 @@ def batch(rng, m, k, repeat=True):
     return hidden, targets
 
 
-def reference_loss(loss_name, hidden, targets, weights):
-    """Plain float64 per-pair losses summed, straight from the definitions."""
-    output = hidden @ weights.T
+def reference_loss(loss_name, hidden, targets, weights, feature=0.0):
+    """Plain float64 per-pair losses summed, straight from the definitions; with
+    ``feature``, the output is o = W[:, :d] h + feature W[:, d] (a per-word bias)."""
+    output = hidden @ weights[:, : hidden.shape[1]].T
+    if feature:
+        output = output + feature * weights[:, hidden.shape[1]]
     total = 0.0
     for j, row in enumerate(targets):
         for t in row[row != PADDING]:
@@ -97,29 +101,36 @@ def reference_loss(loss_name, hidden, targets, weights):
     return total
 
 
+@pytest.mark.parametrize("feature", [0.0, 1.5], ids=["no-bias", "bias-feature"])
 @pytest.mark.parametrize("loss_name", list(LOSSES))
-def test_naive_heads_match_finite_differences(loss_name):
+def test_naive_heads_match_finite_differences(loss_name, feature):
     rng = np.random.default_rng(3)
-    head = naive(LOSSES[loss_name]())
+    head = naive(LOSSES[loss_name](), feature=feature)
+    assert head.weights.shape == (D, DIM + (feature != 0))
     head.weights = rng.normal(0, 0.3, head.weights.shape)
     hidden, targets = batch(rng, 5, 4)
     hidden *= 0.5
     before = head.weights.copy()
     lr = 1e-3
-    grad_h = numeric_gradient(lambda: reference_loss(loss_name, hidden, targets, before), hidden)
+
+    def loss_at(weights):
+        return reference_loss(loss_name, hidden, targets, weights, feature)
+
+    grad_h = numeric_gradient(lambda: loss_at(before), hidden)
     probe = before.copy()
-    grad_w = numeric_gradient(lambda: reference_loss(loss_name, hidden, targets, probe), probe)
+    grad_w = numeric_gradient(lambda: loss_at(probe), probe)
     step = head.batch_step(hidden, targets, lr)
     assert step.lr == lr
-    assert float(step.loss) == pytest.approx(
-        reference_loss(loss_name, hidden, targets, before), rel=1e-10
-    )
+    assert float(step.loss) == pytest.approx(loss_at(before), rel=1e-10)
+    assert step.grad_hidden.shape == hidden.shape
     assert step.pairs == int((targets != PADDING).sum())
     assert relative(step.grad_hidden, grad_h) < 1e-7
     assert relative(head.weights, before - lr * grad_w) < 1e-9
 
 
-def run_pair(loss_name, steps, lr, m, k, seed=0, scale=0.1, backend=NumpyOps, shape=None):
+def run_pair(
+    loss_name, steps, lr, m, k, seed=0, scale=0.1, backend=NumpyOps, shape=None, feature=0.0
+):
     """Drive a factored and a naive head with identical batches; return the worst
     relative differences in loss, hidden gradient and final W.
 
@@ -128,8 +139,8 @@ def run_pair(loss_name, steps, lr, m, k, seed=0, scale=0.1, backend=NumpyOps, sh
     drift apart chaotically (checked: the naive head against itself in another summation
     order does too); the comparisons run where the trajectory is well conditioned."""
     rng = np.random.default_rng(seed)
-    fact = factored(LOSSES[loss_name](), backend=backend)
-    ref = naive(LOSSES[loss_name]())
+    fact = factored(LOSSES[loss_name](), backend=backend, feature=feature)
+    ref = naive(LOSSES[loss_name](), feature=feature)
     assert relative(fact.state.weights(), ref.weights) == 0
     worst = {"loss": 0.0, "grad": 0.0}
     for _ in range(steps):
@@ -159,6 +170,21 @@ def test_factored_matches_naive_after_many_steps(loss_name, k, m, path):
     assert checks["column_sum"] < 1e-9, checks
     if loss_name in ("taylor", "zloss"):  # dL/ds != 0: the shared row r carries W's dense part
         assert np.abs(fact.state.shared_row).max() > 1e-5  # it starts at 0
+
+
+@pytest.mark.parametrize("path", list(PATHS))
+@pytest.mark.parametrize("loss_name", FAMILY)
+def test_factored_matches_naive_with_a_bias_feature(loss_name, path):
+    """The constant feature is one more column of W for the factored state: both forms
+    still agree after many steps, and the bias column moves."""
+    worst, fact, ref = run_pair(
+        loss_name, steps=200, lr=0.005, m=4, k=10, backend=PATHS[path], feature=1.0
+    )
+    assert worst["loss"] < 1e-9 and worst["grad"] < 1e-9 and worst["weights"] < 1e-9, worst
+    assert fact.output_vectors().shape == (D, DIM)
+    np.testing.assert_array_equal(fact.output_vectors(), fact.state.weights()[:, :DIM])
+    start = naive(LOSSES[loss_name](), feature=1.0).weights[:, DIM]
+    assert np.abs(ref.weights[:, DIM] - start).max() > 3 * np.abs(start).max()
 
 
 @pytest.mark.parametrize("path", list(PATHS))
@@ -389,22 +415,26 @@ def test_factored_matches_naive_when_the_batch_size_changes(path):
     assert relative(fact.state.weights(), ref.weights) < 1e-9
 
 
+@pytest.mark.parametrize("feature", [0.0, 2.0], ids=["no-bias", "bias-feature"])
 @pytest.mark.parametrize("loss_name", ["spherical", "taylor", "softmax"])
 @pytest.mark.parametrize("form", ["factored", "naive"])
-def test_log_probabilities_are_the_heads_distribution(loss_name, form):
+def test_log_probabilities_are_the_heads_distribution(loss_name, form, feature):
     """What evaluation scores (held-out log-loss): normalised, and for one target each,
     -log p equals the loss the training step reports (lr 0) and the definition's."""
     if form == "factored" and loss_name == "softmax":
         pytest.skip("the full softmax has no factored form")
     rng = np.random.default_rng(9)
     loss = LOSSES[loss_name]()
-    head = factored(loss) if form == "factored" else naive(loss)
+    head = (factored if form == "factored" else naive)(loss, feature=feature)
+    weights = head._weights().astype(np.float64)
+    if feature:  # a bias that matters: W's last column away from its small start
+        weights[:, DIM] = rng.normal(0, 1.0, D)
+        head._start(weights.copy())
     hidden = rng.normal(0, 1.0, (5, DIM))
     log_p = head.log_probabilities(hidden)
     np.testing.assert_allclose(np.exp(log_p).sum(axis=1), 1.0, atol=1e-12)
     targets = np.array([[3], [0], [17], [39], [3]])
-    weights = head.output_vectors().astype(np.float64)
-    expected = reference_loss(loss_name, hidden, targets, weights)
+    expected = reference_loss(loss_name, hidden, targets, weights, feature)
     assert -np.take_along_axis(log_p, targets, 1).sum() == pytest.approx(expected, rel=1e-12)
     assert float(head.batch_step(hidden, targets, 0.0).loss) == pytest.approx(expected, rel=1e-9)
 
@@ -413,3 +443,17 @@ def test_losses_that_are_not_distributions_say_so():
     for loss in (SquaredError(), ZLoss(ZLOSS_A, ZLOSS_B)):
         with pytest.raises(NotImplementedError):
             naive(loss).log_probabilities(np.zeros((1, DIM)))
+
+
+def test_bias_feature_defaults_per_head_and_for_models_saved_without_it():
+    """Taylor softmax takes the constant feature unless told otherwise (measured better);
+    the other heads do not; a model saved before the option existed had none."""
+    taylor = Settings.from_options(head="taylor")
+    assert taylor.bias_feature == 1.0
+    assert FactoredHead.parameter_shapes(D, taylor)["basis"] == (D, taylor.dim + 1)
+    assert Settings.from_options(head="taylor", bias_feature=0).bias_feature == 0
+    for head in ("spherical", "squared", "zloss", "softmax", "ns"):
+        assert Settings.from_options(head=head).bias_feature == 0.0
+    saved = Settings.from_options(head="taylor").to_dict()
+    del saved["bias_feature"]
+    assert Settings.from_dict(saved).bias_feature == 0.0

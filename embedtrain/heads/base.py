@@ -101,6 +101,11 @@ class Head(ABC):
                 f"--batch-size must be <= {limit:,} for the {settings.head} head"
                 + (f" ({cls.batch_limit_reason})" if cls.batch_limit_reason else "")
             )
+        if settings.bias_feature and not cls.takes_bias_feature:
+            raise SettingsError(
+                f"--bias-feature: the {settings.head} head has no output bias to learn (it "
+                "applies to the exact heads: spherical, squared, taylor, zloss, softmax)"
+            )
         if settings.aop_k and not cls.has_dense_updates(settings):
             raise SettingsError(
                 f"--aop-k: the {settings.head} head has no dense weight-gradient product to "
@@ -129,6 +134,21 @@ class Head(ABC):
     def default_lr(cls, settings: Settings) -> float:
         """The initial learning rate when ``lr`` is 0: word2vec's and gensim's 0.025."""
         return 0.025
+
+    @classmethod
+    def default_bias_feature(cls, settings: Settings) -> float:
+        """The constant appended to the hidden vectors when ``bias_feature`` is not given:
+        none, except where an exact head measured better with one."""
+        return 0.0
+
+    @classmethod
+    def bias_feature(cls, settings: Settings) -> float:
+        """``bias_feature``, or the head's default where it is None."""
+        given = settings.bias_feature
+        return cls.default_bias_feature(settings) if given is None else given
+
+    #: Whether the head takes ``bias_feature`` (a constant input feature: the exact heads).
+    takes_bias_feature: ClassVar[bool] = False
 
     @classmethod
     def batch_size(cls, settings: Settings) -> int:
