@@ -63,7 +63,7 @@ class Settings:
     lsh_hash: str = "simhash"  # lsh head: hash family
     lsh_bits: int = 6  # lsh head: K, hash bits per table (2**K buckets)
     lsh_tables: int = 10  # lsh head: L tables
-    lsh_rehash: int = 500_000  # lsh head: words between table rebuilds
+    lsh_rehash: int = 100_000  # lsh head: words between table rebuilds (swept: README)
     lsh_correction: str = "none"  # lsh head: "logq" shifts negatives' logits by log(k q)
     max_sentence_length: int = 10_000
     device: str = "auto"  # where the arrays live: cpu, gpu (CuPy) or auto
