@@ -47,10 +47,11 @@ def train(
     (``model``, ``head``, ``dim``, ``window``, ``negative``, ``min_count``, ``sample``,
     ``epochs``, ``lr``, ``min_lr``, ``threads``, ``seed``, ``device``, ``engine``,
     ``batch_size``, ``epsilon``, ``bias_feature``, ``zloss_a``, ``zloss_b``, ``cutoffs``,
-    ``div_value``,
-    ``aop_k``, ``aop_policy``, ``aop_memory``, ``cluster``, ``workers``, ``sync_words``,
+    ``div_value``, ``aop_k``, ``aop_policy``, ``aop_memory``, ``cluster``, ``workers``,
+    ``sync_words``,
     ...) with the same defaults (:class:`Settings`); ``lr=0`` (the default) is the head's
-    rate, and so is an absent ``bias_feature`` its constant feature. ``cluster="ray"`` trains on ``workers`` Ray workers (:mod:`embedtrain.distributed`).
+    rate, and an absent ``bias_feature`` the head's constant feature. ``cluster="ray"``
+    trains on ``workers`` Ray workers (:mod:`embedtrain.distributed`).
 
     ``callbacks`` are called after each epoch with its :class:`EpochReport`; one that
     returns False or raises :class:`StopTraining` ends training there. ``resume``

@@ -199,20 +199,23 @@ class Settings:
         return settings
 
 
-def head_default_lr(settings: Settings) -> float:
-    """The initial learning rate ``lr = 0`` stands for: the head's (an unknown head name is
+def _head_class(settings: Settings):
+    """The head class named by ``settings.head``, or None (an unknown head name is
     reported by :meth:`Settings.validate`)."""
     from embedtrain.heads import HEADS
 
-    kind = HEADS.get(settings.head)
+    return HEADS.get(settings.head)
+
+
+def head_default_lr(settings: Settings) -> float:
+    """The initial learning rate ``lr = 0`` stands for: the head's."""
+    kind = _head_class(settings)
     return kind.default_lr(settings) if kind is not None else 0.0
 
 
 def head_default_bias_feature(settings: Settings) -> float | None:
     """The constant feature ``bias_feature = None`` stands for: the head's."""
-    from embedtrain.heads import HEADS
-
-    kind = HEADS.get(settings.head)
+    kind = _head_class(settings)
     return kind.bias_feature(settings) if kind is not None else None
 
 

@@ -86,12 +86,12 @@ def speedup(args: argparse.Namespace) -> None:
     for dim in args.dims:
         for vocab_size in args.vocab_sizes:
             vocab = zipf_vocabulary(vocab_size)
-            settings = Settings(dim=dim)
             naive_batches = make_batches(rng, vocab_size, dim, args.batch, 10, args.naive_steps)
             factored_batches = make_batches(
                 rng, vocab_size, dim, args.batch, 10, args.factored_steps
             )
             for name, loss in LOSSES.items():
+                settings = Settings.from_options(dim=dim, head=name)
                 naive, factored = time_heads(
                     [
                         (NaiveHead(loss(), vocab, settings, NumpyOps(), 0), naive_batches),

@@ -20,7 +20,8 @@ against the alias table's, in compiled loops on one thread.
         --json eval/results/lsh_17m.json --table eval/results/lsh_17m.md
     python eval/bench_lsh.py ../shared/corpora/bench17m.txt.xz --max-words 200000 --epochs 1
     python eval/bench_lsh.py ../shared/corpora/bench17m.txt.xz --models sg --only lsh-label \\
-        --vary lsh_bits=4,8 --vary lsh_tables=5,20 --vary lsh_rehash=100000,2000000
+        --set lsh_rehash=500000 --vary lsh_bits=4,8 --vary lsh_tables=5,20 \\
+        --vary lsh_rehash=100000,2000000
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ from embedtrain.settings import Settings
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from heads_report import SCORES, scores_of, write_prefix
+from heads_report import SCORES, scores_of, settings_value, write_prefix
 
 MODELS = {"sg": "skipgram", "cbow": "cbow"}
 
@@ -232,23 +233,14 @@ def parse_args() -> argparse.Namespace:
     return p.parse_args()
 
 
-def parsed_value(value: str) -> int | float | str:
-    for kind in (int, float):
-        try:
-            return kind(value)
-        except ValueError:
-            continue
-    return value
-
-
 def setting_value(text: str) -> tuple[str, int | float | str]:
     name, _, value = text.partition("=")
-    return name, parsed_value(value)
+    return name, settings_value(value)
 
 
 def setting_values(text: str) -> tuple[str, list[int | float | str]]:
     name, _, values = text.partition("=")
-    return name, [parsed_value(value) for value in values.split(",")]
+    return name, [settings_value(value) for value in values.split(",")]
 
 
 def main() -> None:

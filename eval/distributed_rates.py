@@ -3,9 +3,9 @@
     python eval/distributed_rates.py ../shared/corpora/bench17m.txt.xz --max-words 6000000 \\
         --models skipgram,cbow --out eval/results/distributed_rates.md
 
-The workers run one after the other in this process (no Ray; the same ShardWorker and
-driver as ``--cluster``, so the same arithmetic), one thread each, against one process
-with 2 threads, on the corpus' first ``--max-words`` tokens, 3 epochs. A variant is
+The workers run one after the other in this process (``InProcessCluster``: no Ray, the
+same ShardWorker and driver as ``--cluster``, so the same arithmetic), one thread each,
+against one process with 2 threads, on the corpus' first ``--max-words`` tokens, 3 epochs. A variant is
 ``rule:sync_words:scale:workers``:
 
 - ``rule``: ``mean`` (the shipped merge, new = old + sum_i delta_i / n, n the workers that
@@ -30,7 +30,7 @@ import numpy as np
 import embedtrain
 from embedtrain import distributed
 from embedtrain.backend import NumpyOps
-from embedtrain.distributed import RowBlock, ShardWorker, build_vocabulary_on, train_on
+from embedtrain.distributed import InProcessCluster, RowBlock, build_vocabulary_on, train_on
 from embedtrain.embeddings import Embeddings
 from embedtrain.model import Model
 from embedtrain.settings import Settings
@@ -45,23 +45,6 @@ DEFAULT_VARIANTS = (
 )
 SHIPPED_MERGE = distributed.merge_deltas
 SHIPPED_RATES = distributed.job_rates
-
-
-class InProcessCluster:
-    """The workers as objects in this process, called one after the other."""
-
-    def __init__(self, files: list[str], settings: Settings) -> None:
-        self.workers = [
-            ShardWorker(files, settings.to_dict(), index, settings.workers)
-            for index in range(settings.workers)
-        ]
-        self.size = len(self.workers)
-
-    def map(self, method: str, arguments: Sequence[tuple]) -> list[Any]:
-        return [getattr(w, method)(*a) for w, a in zip(self.workers, arguments, strict=True)]
-
-    def broadcast(self, method: str, *arguments: Any) -> list[Any]:
-        return self.map(method, [arguments] * self.size)
 
 
 def merge_sum(master: np.ndarray, deltas: Sequence[RowBlock]) -> RowBlock:

@@ -14,12 +14,12 @@ from embedtrain.backend import NumpyOps
 from embedtrain.corpus import Corpus
 from embedtrain.distributed import (
     ClusterStats,
+    InProcessCluster,
     RoundPlan,
     RowBlock,
     ShardSentences,
     ShardWorker,
     WorkerLost,
-    WorkerRestarted,
     build_vocabulary_on,
     job_rates,
     merge_deltas,
@@ -35,42 +35,26 @@ from embedtrain.vocab import build_vocabulary
 FAST = {"dim": 20, "epochs": 3, "min_count": 1, "sample": 0.0, "threads": 1, "seed": 3}
 
 
-class FakeCluster:
-    """ShardWorkers called one after the other in this process. ``lose`` makes worker
-    ``index`` die during its ``call``-th train_round: it is rebuilt from its arguments
-    (a restart) and the call raises WorkerLost, as the Ray layer does."""
+class FakeCluster(InProcessCluster):
+    """The workers in this process (the library's InProcessCluster); ``lose`` makes worker
+    ``index`` die during its ``call``-th train_round: it is rebuilt from its arguments (a
+    restart) and the call raises WorkerLost, as the Ray layer does."""
 
     def __init__(self, files: list[str], settings: Settings) -> None:
-        self.arguments = [
-            (files, settings.to_dict(), i, settings.workers) for i in range(settings.workers)
-        ]
-        self.workers = [ShardWorker(*args) for args in self.arguments]
-        self.size = len(self.workers)
+        super().__init__(files, settings)
         self.rounds = [0] * self.size
         self.losses: dict[int, int] = {}
 
     def lose(self, index: int, call: int) -> None:
         self.losses[index] = call
 
-    def map(self, method: str, arguments) -> list:
-        results, failure = [], None
-        for index, (worker, args) in enumerate(zip(self.workers, arguments, strict=True)):
-            if method == "train_round":
-                self.rounds[index] += 1
-                if self.losses.get(index) == self.rounds[index]:
-                    self.workers[index] = ShardWorker(*self.arguments[index])
-                    failure = failure or WorkerLost(index, "killed by the test")
-                    continue
-            try:
-                results.append(getattr(worker, method)(*args))
-            except WorkerRestarted:
-                failure = failure or WorkerLost(index, "restarted")
-        if failure is not None:
-            raise failure
-        return results
-
-    def broadcast(self, method: str, *arguments) -> list:
-        return self.map(method, [arguments] * self.size)
+    def _call(self, index: int, method: str, arguments: tuple):
+        if method == "train_round":
+            self.rounds[index] += 1
+            if self.losses.get(index) == self.rounds[index]:
+                self.workers[index] = ShardWorker(*self.arguments[index])
+                raise WorkerLost(index, "killed by the test")
+        return super()._call(index, method, arguments)
 
 
 def fake_run(corpus, cluster_setup=None, **options):

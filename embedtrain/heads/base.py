@@ -102,9 +102,12 @@ class Head(ABC):
                 + (f" ({cls.batch_limit_reason})" if cls.batch_limit_reason else "")
             )
         if settings.bias_feature and not cls.takes_bias_feature:
+            from embedtrain.heads import HEADS  # the registry imports this module
+
+            takers = ", ".join(name for name, kind in HEADS.items() if kind.takes_bias_feature)
             raise SettingsError(
                 f"--bias-feature: the {settings.head} head has no output bias to learn (it "
-                "applies to the exact heads: spherical, squared, taylor, zloss, softmax)"
+                f"applies to the exact heads: {takers})"
             )
         if settings.aop_k and not cls.has_dense_updates(settings):
             raise SettingsError(
