@@ -35,10 +35,9 @@ from typing import Any, Protocol
 import numpy as np
 from tqdm import tqdm
 
-from embedtrain.backend import NumpyOps
 from embedtrain.batching import DEFAULT_JOB_WORDS, EncodedCorpus, job_words
 from embedtrain.corpus import Corpus
-from embedtrain.engines import CompiledEngine
+from embedtrain.engines import choose_engine, make_engine
 from embedtrain.errors import ClusterError, CorpusError, TrainingDiverged
 from embedtrain.heads import head_kind
 from embedtrain.history import EpochReport
@@ -227,9 +226,10 @@ class ShardWorker:
         shapes = head_kind(self.settings.head).parameter_shapes(len(vocab), self.settings)
         placeholders = {name: np.zeros(shape, np.float32) for name, shape in shapes.items()}
         vectors = np.zeros((len(vocab), self.settings.dim), dtype=np.float32)
-        self.model = Model(vocab, self.settings, NumpyOps(), vectors, placeholders)
+        engine, ops = choose_engine(self.settings)
+        self.model = Model(vocab, self.settings, ops, vectors, placeholders)
         keep = vocab.keep_probabilities(self.settings.sample)
-        self.engine = CompiledEngine(self.model, keep, self.model.head.compiled_step())
+        self.engine = make_engine(self.model, keep, engine)
         self.arrays = parameter_arrays(self.model)
         self.encoded = EncodedCorpus(self.shard, vocab)
         self.epoch_words = 0

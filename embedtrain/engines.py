@@ -133,8 +133,14 @@ def choose_engine(settings: Settings) -> tuple[str, Ops]:
     - ``compiled`` needs a head with a compiled per-example step (ns, lsh, hs) and the CPU;
     - ``batched`` runs any head on the device's backend;
     - ``auto``: ``compiled`` where it can run (ns, lsh and hs on the CPU, i.e. ``device`` cpu,
-      or auto without a usable GPU), ``batched`` otherwise (a GPU, the exact heads).
+      or auto without a usable GPU), ``batched`` otherwise (a GPU, the exact heads);
+    - a cluster run (``settings.cluster``) is ``compiled`` on each worker's CPU: the rounds
+      merge the rows that per-example steps changed (:mod:`embedtrain.distributed`).
     """
+    if settings.cluster:
+        if settings.engine == "batched" or settings.device == "gpu":
+            raise SettingsError("--cluster runs the compiled engine on the CPU of each worker")
+        return "compiled", NumpyOps()
     has_compiled_step = head_kind(settings.head).has_compiled_step
     if settings.engine == "compiled":
         if not has_compiled_step:

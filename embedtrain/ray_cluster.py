@@ -13,7 +13,6 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from embedtrain.backend import NumpyOps
 from embedtrain.corpus import Corpus, open_corpus
 from embedtrain.distributed import (
     MAX_WORKER_LOSSES,
@@ -24,6 +23,7 @@ from embedtrain.distributed import (
     build_vocabulary_on,
     train_on,
 )
+from embedtrain.engines import choose_engine
 from embedtrain.errors import ClusterError, EmbedtrainError, SettingsError
 from embedtrain.model import Model
 from embedtrain.settings import Settings
@@ -164,16 +164,17 @@ def train_on_cluster(
     """Train on ``settings.workers`` Ray workers (``settings.cluster`` says which Ray):
     the vocabulary counted on the workers (or a resumed model's), then
     :func:`embedtrain.distributed.train_on`. Returns the driver's model and the result."""
+    _, ops = choose_engine(settings)  # refuses a GPU or batched run before Ray starts
     files, name = corpus_files(corpus, settings, allow_binary)
     with connected(settings.cluster, settings.workers * settings.threads) as ray:
         cluster = RayCluster(ray, files, settings, allow_binary)
         try:
             if resume is not None:
-                model = Model.load(resume, NumpyOps(), settings)
+                model = Model.load(resume, ops, settings)
                 model.check_epochs()
             else:
                 vocab = build_vocabulary_on(cluster, settings, name, quiet)
-                model = Model(vocab, settings, NumpyOps())
+                model = Model(vocab, settings, ops)
             result = train_on(cluster, model, quiet, callbacks, stats)
         finally:
             cluster.close()

@@ -148,19 +148,12 @@ class Settings:
             if not ok:
                 raise SettingsError(message)
         kind.check_settings(self)
-        if self.cluster:
-            self._check_cluster(kind.merges_by_row)
-
-    def _check_cluster(self, merges_by_row: bool) -> None:
-        """A cluster run merges the rows each worker changed, which only the row-sparse
-        heads with a compiled step (ns, hs) allow, on the CPU's compiled engine."""
-        if not merges_by_row:
+        if self.cluster and not kind.merges_by_row:
+            # The rounds merge the rows each worker changed (distributed.merge_deltas).
             raise SettingsError(
                 f"--cluster trains the ns and hs heads only: copies of the {self.head} head "
                 "trained apart do not merge row by row (see README, Distributed training)"
             )
-        if self.engine == "batched" or self.device == "gpu":
-            raise SettingsError("--cluster runs the compiled engine on the CPU of each worker")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -301,6 +301,12 @@ def test_engine_rule_with_a_gpu(monkeypatch):
     assert name == "compiled" and isinstance(ops, NumpyOps)
     with pytest.raises(embedtrain.SettingsError, match="runs on the CPU"):
         choose_engine(Settings(engine="compiled", device="gpu", head="ns"))
+    # A cluster's workers run the compiled engine on their CPU even where a GPU is usable.
+    name, ops = choose_engine(Settings(cluster="ray", head="ns"))
+    assert name == "compiled" and isinstance(ops, NumpyOps)
+    for refused in [{"engine": "batched"}, {"device": "gpu"}]:
+        with pytest.raises(embedtrain.SettingsError, match="compiled engine on the CPU"):
+            choose_engine(Settings(cluster="ray", head="ns", **refused))
 
 
 def test_gpu_fallback_is_logged_not_printed(no_cupy, caplog, capsys):

@@ -205,7 +205,6 @@ def test_cluster_refuses_heads_whose_copies_do_not_merge_by_row(head):
     "options, message",
     [
         ({"cluster": "spark"}, "--cluster must be"),
-        ({"cluster": "ray", "engine": "batched"}, "compiled engine"),
         ({"cluster": "ray", "workers": 0}, "--workers must be >= 1"),
         ({"cluster": "ray", "sync_words": 0}, "--sync-words must be >= 1"),
     ],
