@@ -183,8 +183,9 @@ class ShardSentences:
 
 
 def parameter_arrays(model: Model) -> dict[str, np.ndarray]:
-    """The matrices the workers train and the rounds merge (the row-sparse heads' output)."""
-    return {"vectors": model.vectors, "output": model.head.output}
+    """The matrices the workers train and the rounds merge: the input vectors and the
+    head's rows."""
+    return {"vectors": model.vectors, **model.head.row_parameters()}
 
 
 class ShardWorker:

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import embedtrain
-from embedtrain.distributed import ClusterStats
+from embedtrain.distributed import ClusterStats, parameter_arrays
 from embedtrain.embeddings import Embeddings
 from embedtrain.ray_cluster import import_ray, train_on_cluster
 from embedtrain.settings import Settings
@@ -74,7 +74,7 @@ def run_cluster(corpus: str, options: dict[str, Any], sync_words: int) -> dict[s
         "rounds": n,
         "bytes_up_per_round": sum(r.bytes_up for r in rounds) / n,
         "bytes_down_per_round": sum(r.bytes_down for r in rounds) / n,
-        "full_matrices_bytes": sum(a.nbytes for a in (model.vectors, model.head.output)),
+        "full_matrices_bytes": sum(a.nbytes for a in parameter_arrays(model).values()),
         "compute_seconds_per_round": sum(r.compute_seconds for r in rounds) / n,
         "round_seconds": sum(r.round_seconds for r in rounds) / n,
         "rows_changed_fraction": sum(changed) / max(len(changed), 1),

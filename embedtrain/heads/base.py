@@ -199,6 +199,11 @@ class Head(ABC):
         ``has_compiled_step``."""
         raise NotImplementedError(f"the {self.name} head has no compiled per-example step")
 
+    def row_parameters(self) -> dict[str, np.ndarray]:
+        """The live arrays the compiled step trains, by their :meth:`parameters` names,
+        for heads that ``merges_by_row``: the rounds of a cluster run merge their rows."""
+        raise NotImplementedError(f"the {self.name} head does not merge by row")
+
     @abstractmethod
     def parameters(self) -> dict[str, np.ndarray]:
         """Learned parameters as host arrays, for saving."""

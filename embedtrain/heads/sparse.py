@@ -85,6 +85,9 @@ class LogisticUnitsHead(Head):
     def parameters(self) -> dict[str, np.ndarray]:
         return {"output": self.ops.to_host(self.output)}
 
+    def row_parameters(self) -> dict[str, np.ndarray]:
+        return {"output": self.output}
+
 
 class NegativeSampling(LogisticUnitsHead):
     """Negative sampling: the target is a positive unit, ``negative`` noise words drawn
