@@ -37,7 +37,12 @@ from embedtrain.backend import Ops
 from embedtrain.heads import factored_kernel
 from embedtrain.heads.aop import DenseUpdates
 from embedtrain.heads.base import PADDING, Head, StepResult, log_softmax
-from embedtrain.heads.factored_kernel import factored_step, stable_rate
+from embedtrain.heads.factored_kernel import (
+    LossConstants,
+    factored_step,
+    stable_rate,
+    state_rows,
+)
 from embedtrain.heads.factored_state import FactoredState
 from embedtrain.settings import Settings
 from embedtrain.vocab import Vocabulary
@@ -58,8 +63,8 @@ class SphericalFamilyLoss(ABC):
 
     name: str
     kind: int  # the loss as the compiled step knows it (factored_kernel.SQUARED, ...)
-    #: The loss's constants as the compiled step takes them (epsilon, a, b).
-    constants: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    #: The loss's constants as the compiled step takes them.
+    constants: LossConstants = LossConstants()
     #: Initial learning rate when ``lr`` is 0 (word2vec's unless measured otherwise).
     default_lr: float = 0.025
     #: The constant input feature (a per-word output bias) when ``bias_feature`` is not
@@ -121,7 +126,7 @@ class SphericalSoftmax(SphericalFamilyLoss):
 
     def __init__(self, epsilon: float) -> None:
         self.epsilon = epsilon
-        self.constants = (epsilon, 0.0, 0.0)
+        self.constants = LossConstants(epsilon=float(epsilon))
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SphericalSoftmax:
@@ -180,7 +185,7 @@ class ZLoss(SphericalFamilyLoss):
     def __init__(self, sharpness: float, margin: float) -> None:
         self.sharpness = sharpness
         self.margin = margin
-        self.constants = (0.0, sharpness, margin)
+        self.constants = LossConstants(sharpness=float(sharpness), margin=float(margin))
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ZLoss:
@@ -507,7 +512,7 @@ class FactoredHead(ExactHead):
             np.ascontiguousarray(targets),
             float(lr),
             self.loss.kind,
-            np.array(self.loss.constants),
+            self.loss.constants,
             STABILITY_CAP,
             workspace,
             state.mirrored,
@@ -528,13 +533,14 @@ class FactoredHead(ExactHead):
         present, rows = _targets(self.ops, targets)
         h = hidden.astype(compute)
         m = h.shape[0]
+        mix_at, shared_at, sum_at, inverse_at, _ = state_rows(d)
         matrices = state.matrices.T.astype(compute, copy=False)  # [Q | U^T | r | c | U^-1]
         products = h @ matrices
-        projected = products[:, :d]  # rows: (Q h_j)^T
-        mixed = products[:, d : 2 * d]  # rows: (U h_j)^T
-        shared = products[:, 2 * d].astype(np.float64)  # r^T h_j
-        s = products[:, 2 * d + 1].astype(np.float64)  # s_j = c^T h_j
-        pulled = products[:, 2 * d + 2 :]  # rows: h_j^T U^-1
+        projected = products[:, :mix_at]  # rows: (Q h_j)^T
+        mixed = products[:, mix_at:shared_at]  # rows: (U h_j)^T
+        shared = products[:, shared_at].astype(np.float64)  # r^T h_j
+        s = products[:, sum_at].astype(np.float64)  # s_j = c^T h_j
+        pulled = products[:, inverse_at:]  # rows: h_j^T U^-1
         q = (h * projected).sum(axis=1, dtype=np.float64)
         gathered = xp.take(state.basis, rows, axis=0)  # (m, K, d): V at the targets
         scores = xp.matmul(gathered, mixed[:, :, None])[:, :, 0].astype(np.float64)
@@ -546,14 +552,14 @@ class FactoredHead(ExactHead):
         step_scores = grad_scores.astype(compute)
         target_sum = xp.matmul(step_scores[:, None, :], gathered)[:, 0, :]  # rows: (V^T y_j)^T
         sparse_part = (  # rows: (W^T y_j)^T
-            target_sum @ matrices[:, d : 2 * d].T
-            + target_total.astype(compute)[:, None] * matrices[:, 2 * d]
+            target_sum @ matrices[:, mix_at:shared_at].T
+            + target_total.astype(compute)[:, None] * matrices[:, shared_at]
         )
         step_q = grad_q.astype(compute)
         grad_hidden = (
             2.0 * step_q[:, None] * projected
             + sparse_part
-            + grad_s.astype(compute)[:, None] * matrices[:, 2 * d + 1]
+            + grad_s.astype(compute)[:, None] * matrices[:, sum_at]
         )
 
         hh = h @ h.T

@@ -26,6 +26,8 @@ goes to SciPy's OpenBLAS (see :meth:`Ops.gemm`).
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 from numba import njit
 from numba.extending import overload
@@ -138,6 +140,22 @@ def _add_identity(matrix, sign):
     return matrix
 
 
+class LossConstants(NamedTuple):
+    """A spherical-family loss's constants, as the compiled step reads them."""
+
+    epsilon: float = 0.0  # spherical softmax's
+    sharpness: float = 0.0  # the Z-loss's a
+    margin: float = 0.0  # the Z-loss's b
+
+
+@njit(cache=True)
+def state_rows(dim):
+    """Where the blocks of the packed state [Q; U; r^T; c^T; U^-T] ((3d + 2) x d, float64)
+    start: (U, r, c, U^-T, the height); Q is the first ``dim`` rows. The one definition of
+    the layout, which the compiled step, the array step and :class:`FactoredState` read."""
+    return dim, 2 * dim, 2 * dim + 1, 2 * dim + 2, 3 * dim + 2
+
+
 def workspace_size(m: int, dim: int) -> int:
     """Elements of scratch space (V's dtype) one step of ``m`` examples carves its
     temporaries from: preallocated, so a step allocates almost nothing (at d = 300 fresh
@@ -165,7 +183,7 @@ def factored_step(
     """One exact minibatch step on V (``basis``, updated in place at the target rows) and
     ``state`` = [Q; U; r^T; c^T; U^-T] (float64, (3d + 2) x d, updated in place).
 
-    ``constants`` are the loss's (epsilon, a, b) (``SphericalFamilyLoss.constants``); ``hidden`` is
+    ``constants`` are the loss's :class:`LossConstants`; ``hidden`` is
     C-contiguous in V's dtype; ``workspace`` holds at least :func:`workspace_size`
     elements of it and starts with a copy of ``state`` in that dtype, which the step
     keeps current; ``mirrored`` says whether that copy is already there (False after
@@ -175,16 +193,15 @@ def factored_step(
     vocab_size, dim = basis.shape
     m, width = targets.shape
     h = hidden
-    epsilon, sharpness, margin = constants[0], constants[1], constants[2]
-    shared_at, sum_at, inverse_at = 2 * dim, 2 * dim + 1, 2 * dim + 2  # rows of the state
-    height = 3 * dim + 2
+    epsilon, sharpness, margin = constants.epsilon, constants.sharpness, constants.margin
+    mix_at, shared_at, sum_at, inverse_at, height = state_rows(dim)
 
     mirror, at = _carve(workspace, 0, height, dim)
     if not mirrored:
         for a in range(height):
             for b in range(dim):
                 mirror[a, b] = state[a, b]
-    mix, _ = _carve(workspace, dim * dim, dim, dim)  # U in the mirror
+    mix, _ = _carve(workspace, mix_at * dim, dim, dim)  # U in the mirror
     inverse_t, _ = _carve(workspace, inverse_at * dim, dim, dim)  # U^-T in the mirror
     # rows [(Q h)^T | (U h)^T | r^T h | c^T h | h^T U^-1]
     products, at = _carve(workspace, at, m, height)
@@ -218,7 +235,7 @@ def factored_step(
         targets_product = 1.0  # spherical, Taylor: prod_t of P's numerators, logged once
         pull_sum = 0.0  # Z-loss: sum_t of -dL/dz_t, and of -dL/dz_t z_t
         pull_z = 0.0
-        mixed = products[j, dim : 2 * dim]
+        mixed = products[j, mix_at:shared_at]
         summed = target_sum[j]
         for k in range(width):
             word = targets[j, k]
@@ -361,7 +378,7 @@ def factored_step(
         factor = _cast_like(-2.0 * used_lr * grad_q[j], basis)
         for i in range(dim):
             right[j, i] = half_square * curvature[j, i] - rate * grad_hidden[j, i]
-            right[j, dim + i] = factor * products[j, dim + i]
+            right[j, mix_at + i] = factor * products[j, mix_at + i]
         right[j, shared_at] = -used_lr * (2.0 * grad_q[j] * products[j, shared_at] + grad_s[j])
         right[j, sum_at] = -used_lr * (with_sum[j] + vocab_size * grad_s[j])
     update, at = _carve(workspace, at, update_width, dim)  # [X_Q; X_U; X_r; X_c; X_U^-T]
@@ -372,7 +389,7 @@ def factored_step(
             state[a, b] += update[a, b]  # U <- U (I - S^T Sigma S), r, c; U^-T by Woodbury
             mirror[a, b] = state[a, b]
     if not woodbury:  # inverting U directly is cheaper than the m x m system
-        inverse = np.linalg.inv(state[dim : 2 * dim])
+        inverse = np.linalg.inv(state[mix_at:shared_at])
         for a in range(dim):
             for b in range(dim):
                 state[inverse_at + a, b] = inverse[b, a]
@@ -400,11 +417,12 @@ def refresh_inverse(state, iterations):
     power iteration: O(d^2) per iteration, where an SVD would cost O(d^3)). The only
     implementation: :class:`FactoredState` runs it on the host on every backend."""
     dim = state.shape[1]
-    mix = np.ascontiguousarray(state[dim : 2 * dim])
+    mix_at, shared_at, _, inverse_at, _ = state_rows(dim)
+    mix = np.ascontiguousarray(state[mix_at:shared_at])
     if not np.isfinite(state).all():  # diverged: the next step reports it
         return np.inf
     inverse = np.linalg.inv(mix)
-    state[2 * dim + 2 :] = inverse.T
+    state[inverse_at:] = inverse.T
     for a in range(dim):
         for b in range(a):
             mean = 0.5 * (state[a, b] + state[b, a])

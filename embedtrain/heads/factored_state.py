@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from embedtrain.backend import Ops
-from embedtrain.heads.factored_kernel import refresh_inverse, workspace_size
+from embedtrain.heads.factored_kernel import refresh_inverse, state_rows, workspace_size
 
 REINVERT_PERIOD = 100  # steps between exact re-inversions of U (Woodbury updates drift)
 REFOLD_PERIOD = 5000  # steps between unconditional refolds (recomputes Q from V: no drift)
@@ -43,13 +43,14 @@ class FactoredState:
         self.ops = ops
         self.basis = basis
         self.dim = d = basis.shape[1]
+        mix_at, shared_at, sum_at, inverse_at, height = state_rows(d)
         fresh = matrices is None
-        self.matrices = ops.xp.zeros((3 * d + 2, d), dtype=np.float64) if fresh else matrices
-        self.gram = self.matrices[:d]  # Q = W^T W
-        self.mix_t = self.matrices[d : 2 * d].T  # U^T (a view: the array holds U)
-        self.shared_row = self.matrices[2 * d]  # r
-        self.column_sum = self.matrices[2 * d + 1]  # c = W^T 1
-        self.mix_inverse = self.matrices[2 * d + 2 :].T  # U^-1 (a view: the array holds U^-T)
+        self.matrices = ops.xp.zeros((height, d), dtype=np.float64) if fresh else matrices
+        self.gram = self.matrices[:mix_at]  # Q = W^T W
+        self.mix_t = self.matrices[mix_at:shared_at].T  # U^T (a view: the array holds U)
+        self.shared_row = self.matrices[shared_at]  # r
+        self.column_sum = self.matrices[sum_at]  # c = W^T 1
+        self.mix_inverse = self.matrices[inverse_at:].T  # U^-1 (a view: the array holds U^-T)
         self.steps = 0
         self.refolds = 0
         #: Scratch of the compiled step, which starts with a copy of ``matrices`` in V's
@@ -65,7 +66,8 @@ class FactoredState:
     def shapes(vocab_size: int, dim: int) -> dict[str, tuple[int, ...]]:
         """What :meth:`saved` writes: V, [Q; U; r^T; c^T; U^-T], (steps, refolds, cond(U)
         bound)."""
-        return {"basis": (vocab_size, dim), "matrices": (3 * dim + 2, dim), "upkeep": (3,)}
+        height = state_rows(dim)[-1]
+        return {"basis": (vocab_size, dim), "matrices": (height, dim), "upkeep": (3,)}
 
     @staticmethod
     def upgraded(saved: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
