@@ -56,7 +56,7 @@ def train(
     ``callbacks`` are called after each epoch with its :class:`EpochReport`; one that
     returns False or raises :class:`StopTraining` ends training there. ``resume``
     continues a model saved by :meth:`Embeddings.save`: its settings are kept, and only
-    ``epochs``, ``threads``, ``device`` and ``engine`` may be given. A file that does not
+    the options in :data:`embedtrain.settings.RESUMABLE_OVERRIDES` may be given. A file that does not
     look like UTF-8 text is refused unless ``allow_binary``.
 
     Raises :class:`SettingsError`, :class:`CorpusError`, :class:`ModelFileError`,

@@ -13,7 +13,7 @@ import os
 import shlex
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from importlib import import_module
 from pathlib import Path
@@ -42,6 +42,8 @@ from embedtrain.settings import (
     MAX_LSH_BITS,
     MODELS,
     Settings,
+    head_default_bias_feature,
+    head_default_lr,
 )
 from embedtrain.signals import signals_set_flag, stop_signals_interrupt
 
@@ -52,14 +54,19 @@ DEFAULTS = Settings()
 LSH_MEASURED = "the best of a sweep on bench17m: README"
 
 
-def _default_rates(heads) -> str:
-    """Each head's default learning rate, heads sharing one named together."""
-    from embedtrain.settings import head_default_lr
-
+def _per_head(value: Callable[[str], float], heads: Iterable[str]) -> str:
+    """``value`` of each head, heads sharing one named together (help texts)."""
     grouped: dict[float, list[str]] = {}
     for name in heads:
-        grouped.setdefault(head_default_lr(Settings(head=name)), []).append(name)
-    return "; ".join(f"{rate} for {', '.join(names)}" for rate, names in grouped.items())
+        grouped.setdefault(value(name), []).append(name)
+    return "; ".join(f"{v:g} for {', '.join(names)}" for v, names in grouped.items())
+
+
+def _heads_that(capability: str) -> str:
+    """The heads whose class sets the flag ``capability`` (help texts)."""
+    from embedtrain.heads import HEADS
+
+    return ", ".join(name for name, kind in HEADS.items() if getattr(kind, capability))
 
 
 def _train_parser(commands) -> None:
@@ -69,7 +76,8 @@ def _train_parser(commands) -> None:
         "train",
         help="train word vectors on a corpus",
         description="Train word vectors. Defaults follow word2vec/gensim (d=100, window 5, "
-        "5 negatives, sample 1e-3, min_count 5, 5 epochs, lr 0.025 -> 0.0001).",
+        f"5 negatives, sample 1e-3, min_count 5, 5 epochs, lr {head_default_lr(DEFAULTS):g} -> "
+        f"{DEFAULTS.min_lr:g} for the default head).",
     )
     p.add_argument(
         "corpus",
@@ -86,6 +94,7 @@ def _train_parser(commands) -> None:
         "(default: vectors.txt)",
     )
     d = DEFAULTS
+    exact = [name for name, kind in HEADS.items() if kind.takes_bias_feature]
     p.add_argument("--model", choices=MODELS, help=f"architecture (default: {d.model})")
     p.add_argument("--head", help=f"output layer: {', '.join(HEADS)} (default: {d.head})")
     p.add_argument("--dim", type=int, help=f"vector size (default: {d.dim})")
@@ -126,7 +135,8 @@ def _train_parser(commands) -> None:
     p.add_argument(
         "--lr",
         type=float,
-        help=f"initial learning rate; 0 picks the head's: {_default_rates(HEADS)} (default: 0)",
+        help="initial learning rate; 0 picks the head's: "
+        f"{_per_head(lambda name: head_default_lr(Settings(head=name)), HEADS)} (default: 0)",
     )
     p.add_argument(
         "--min-lr", type=float, help=f"final learning rate, reached linearly (default: {d.min_lr})"
@@ -166,7 +176,8 @@ def _train_parser(commands) -> None:
         "--bias-feature",
         type=float,
         help="exact heads: a constant appended to every hidden vector, so that each word's "
-        "output row gains a bias; 0 disables (default: 1 for taylor, 0 for the others)",
+        "output row gains a bias; 0 disables (default: "
+        f"{_per_head(lambda name: head_default_bias_feature(Settings(head=name)), exact)})",
     )
     p.add_argument(
         "--zloss-a",
@@ -249,7 +260,8 @@ def _train_parser(commands) -> None:
     p.add_argument(
         "--engine",
         choices=ENGINES,
-        help="compiled: Numba per-example SGD with Hogwild threads (ns, lsh, hs; CPU); batched: "
+        help="compiled: Numba per-example SGD with Hogwild threads "
+        f"({_heads_that('has_compiled_step')}; CPU); batched: "
         "minibatches on the array backend (every head, CPU or GPU; skip-gram groups each "
         "centre word's context words into one target); auto: compiled where it can run, "
         f"batched otherwise (default: {d.engine})",
@@ -257,7 +269,8 @@ def _train_parser(commands) -> None:
     p.add_argument(
         "--cluster",
         metavar="RAY",
-        help="train on Ray workers (ns, hs): ray starts a local Ray, auto joins the running "
+        help=f"train on Ray workers ({_heads_that('merges_by_row')}): ray starts a local Ray, "
+        "auto joins the running "
         "cluster, ray://HOST:PORT a remote one; needs the distributed extra "
         "(default: one process)",
     )

@@ -148,12 +148,6 @@ class Settings:
             if not ok:
                 raise SettingsError(message)
         kind.check_settings(self)
-        if self.cluster and not kind.merges_by_row:
-            # The rounds merge the rows each worker changed (distributed.merge_deltas).
-            raise SettingsError(
-                f"--cluster trains the ns and hs heads only: copies of the {self.head} head "
-                "trained apart do not merge row by row (see README, Distributed training)"
-            )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
