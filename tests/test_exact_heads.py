@@ -391,11 +391,11 @@ def test_the_condition_bound_grows_by_the_shrink_of_each_step():
     most (1 + mu) / (1 - lambda): from 1, a step with lambda = 1/2 gives 2, another 1/2
     gives 4, and one with lambda = mu = 1/2 (signed dL/dq) multiplies by 3."""
     head = factored(SquaredError())
-    head.state.advance(0.5, 0.0)
+    head.state.advance(0.5, False)
     assert head.state.condition_bound == 2.0
-    head.state.advance(0.5, 0.0)
+    head.state.advance(0.5, False)
     assert head.state.condition_bound == 4.0
-    head.state.advance(0.5, 0.5)
+    head.state.advance(0.5, True)
     assert head.state.condition_bound == 12.0
 
 

@@ -42,6 +42,7 @@ from embedtrain.heads.factored_kernel import (
     factored_step,
     stable_rate,
     state_rows,
+    uses_woodbury,
 )
 from embedtrain.heads.factored_state import FactoredState
 from embedtrain.settings import Settings
@@ -494,18 +495,18 @@ class FactoredHead(ExactHead):
         self._step = self._compiled_step if self.ops.runs_compiled_kernels else self._array_step
 
     def _weight_step(self, hidden: Any, targets: Any, lr: float) -> StepResult:
-        result, shrink, growth = self._step(hidden, targets, lr)
-        self.state.advance(shrink, growth)
+        result, shrink, signed = self._step(hidden, targets, lr)
+        self.state.advance(shrink, signed)
         return result
 
     def _compiled_step(
         self, hidden: Any, targets: Any, lr: float
-    ) -> tuple[StepResult, float, float]:
+    ) -> tuple[StepResult, float, bool]:
         """The CPU path: the whole step in one compiled call (:mod:`factored_kernel`).
-        Returns the result and the bounds on the step's shrink and growth of U."""
+        Returns the result, the bound on the step's shrink of U and whether U may grow."""
         state = self.state
         workspace = state.workspace(hidden.shape[0])
-        loss, pairs, grad_hidden, used, shrink, growth = factored_step(
+        loss, pairs, grad_hidden, used, shrink, signed = factored_step(
             state.basis,
             state.matrices,
             np.ascontiguousarray(hidden, dtype=state.basis.dtype),
@@ -522,9 +523,9 @@ class FactoredHead(ExactHead):
         result = StepResult(
             np.float64(loss), pairs, grad_hidden.astype(hidden.dtype, copy=False), used
         )
-        return result, shrink, growth
+        return result, shrink, bool(signed)
 
-    def _array_step(self, hidden: Any, targets: Any, lr: float) -> tuple[StepResult, float, float]:
+    def _array_step(self, hidden: Any, targets: Any, lr: float) -> tuple[StepResult, float, bool]:
         """The step written against ``xp``: the GPU path (and the compiled step's twin)."""
         xp = self.ops.xp
         state = self.state
@@ -568,14 +569,15 @@ class FactoredHead(ExactHead):
         if not math.isfinite(shrink):  # diverged: V and the state stay as they were
             pairs = int(present.sum())
             result = StepResult(math.nan, pairs, grad_hidden.astype(hidden.dtype), lr)
-            return result, shrink, shrink
+            return result, shrink, True
         # W_new = W (I - S^T Sigma S) - lr 1 (H^T g_s)^T - lr Y H, S = diag(sqrt(2 lr |g|)) H,
         # Sigma = sign(g): U takes the first factor, r the first two, V the last.
         signed = bool((grad_q < 0).any())
         signs = xp.where(grad_q < 0, -1.0, 1.0)
         root = xp.sqrt(2.0 * lr) * root_g
         signed_root = (root * signs).astype(compute)
-        if m <= d:  # Woodbury: an m x m solve keeps U^-1 current
+        woodbury = uses_woodbury(m, d)
+        if woodbury:  # an m x m solve keeps U^-1 current
             inner = xp.eye(m) - hh * root[:, None] * (root * signs)[None, :]  # I - S S^T Sigma
             right_side = (root[:, None] * pulled).astype(compute)
             if signed:
@@ -588,7 +590,7 @@ class FactoredHead(ExactHead):
         with_sum = 2.0 * grad_q * s + target_total  # E^T 1 - D g_s, per example
         state.column_sum -= h.T @ (lr * (with_sum + self.vocab_size * grad_s)).astype(compute)
         state.mix_t -= (2.0 * lr * step_q[:, None] * h).T @ mixed  # U <- U (I - S^T Sigma S)
-        if m > d:  # inverting U directly is cheaper than the m x m system
+        if not woodbury:  # inverting U directly is cheaper than the m x m system
             state.mix_inverse[...] = xp.linalg.inv(state.mix)
             back = h @ state.mix_inverse.astype(compute)
 
@@ -616,8 +618,7 @@ class FactoredHead(ExactHead):
         right = xp.concatenate([lr * lr * (outer @ h) - lr * grad_hidden, h], axis=0)
         state.gram += left.T @ right
         pairs = int(example.shape[0])
-        growth = shrink if signed else 0.0
-        return StepResult(loss, pairs, grad_hidden.astype(hidden.dtype), lr), shrink, growth
+        return StepResult(loss, pairs, grad_hidden.astype(hidden.dtype), lr), shrink, signed
 
     def check_finite(self) -> bool:
         return self.state.check_finite()

@@ -156,6 +156,13 @@ def state_rows(dim):
     return dim, 2 * dim, 2 * dim + 1, 2 * dim + 2, 3 * dim + 2
 
 
+@njit(cache=True)
+def uses_woodbury(m, dim):
+    """Whether a step of ``m`` examples keeps U^-1 current by Woodbury (an m x m system)
+    rather than inverting U (d x d): the smaller of the two."""
+    return m <= dim
+
+
 def workspace_size(m: int, dim: int) -> int:
     """Elements of scratch space (V's dtype) one step of ``m`` examples carves its
     temporaries from: preallocated, so a step allocates almost nothing (at d = 300 fresh
@@ -188,7 +195,7 @@ def factored_step(
     elements of it and starts with a copy of ``state`` in that dtype, which the step
     keeps current; ``mirrored`` says whether that copy is already there (False after
     anything else changed the state). Returns (summed loss, pairs, dL/dhidden (m x d),
-    rate used, shrink bound, growth bound).
+    rate used, shrink bound, whether some dL/dq < 0: U may grow).
     """
     vocab_size, dim = basis.shape
     m, width = targets.shape
@@ -311,15 +318,14 @@ def factored_step(
     root_g = np.sqrt(np.abs(grad_q))
     used_lr, shrink = stable_rate(pair_products, root_g, lr, cap)
     signed = (grad_q < 0.0).any()
-    growth = shrink if signed else 0.0
     if not np.isfinite(shrink):  # diverged: leave V and the state alone
-        return np.nan, pairs, grad_hidden, used_lr, shrink, growth
+        return np.nan, pairs, grad_hidden, used_lr, shrink, signed
 
     # W_new = W (I - S^T Sigma S) - lr 1 (H^T g_s)^T - lr Y H with S = diag(root) H and
     # Sigma = sign(g): U takes the first factor, r the first two terms, V the last.
     root = np.sqrt(2.0 * used_lr) * root_g
     sign = np.where(grad_q < 0.0, -1.0, 1.0)
-    woodbury = m <= dim
+    woodbury = uses_woodbury(m, dim)
     update_width = height if woodbury else inverse_at  # U^-1 from Woodbury or inv(U)
     right, at = _carve(workspace, at, m, update_width)
     back, at = _carve(workspace, at, m, dim)  # rows h_j^T U_new^-1
@@ -397,7 +403,7 @@ def factored_step(
         np.dot(h, inverse_t.T, back)
 
     scatter_scaled_rows(basis, words, (-used_lr * values).astype(basis.dtype), back, examples)
-    return loss, pairs, grad_hidden, used_lr, shrink, growth
+    return loss, pairs, grad_hidden, used_lr, shrink, signed
 
 
 @njit(fastmath=FAST, cache=True)

@@ -111,11 +111,12 @@ class FactoredState:
             self.mirrored = False
         return self._workspace
 
-    def advance(self, shrink: float, growth: float) -> None:
-        """Count a step whose factor on U had eigenvalues in [1 - ``shrink``, 1 + ``growth``]
-        (a loss with dL/dq < 0 for some examples grows U along their hidden vectors;
-        infinite shrink: a diverged step, which changed nothing), then keep the state
-        usable."""
+    def advance(self, shrink: float, signed: bool) -> None:
+        """Count a step whose factor on U had eigenvalues in [1 - ``shrink``, 1 + growth],
+        then keep the state usable. The growth is ``shrink`` where the step was ``signed``
+        (a loss with dL/dq < 0 for some examples grows U along their hidden vectors), 0
+        otherwise; an infinite shrink is a diverged step, which changed nothing."""
+        growth = shrink if signed else 0.0
         if math.isfinite(shrink):
             self.condition_bound *= (1.0 + growth) / (1.0 - shrink)
         self.steps += 1
