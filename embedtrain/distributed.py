@@ -120,7 +120,6 @@ def round_position(global_start: int, active_workers: int, local_words: int) -> 
 class RoundPlan:
     """What a worker needs to train its part of one round."""
 
-    epoch: int
     global_start: int  # words trained over the run by all workers when the round starts
     active_workers: int  # workers whose shard still has words this epoch
     total_words: int  # words of the whole run (epoch words x epochs): the schedule's end
@@ -463,16 +462,16 @@ class _Driver:
         self.checkpoint = self._snapshot()
         self.cluster.broadcast("load", self.generation, parameter_arrays(model))
 
-    def _snapshot(self) -> tuple[dict[str, np.ndarray], int, int]:
+    def _snapshot(self) -> tuple[dict[str, np.ndarray], int]:
         arrays = {name: array.copy() for name, array in parameter_arrays(self.model).items()}
-        return arrays, self.model.words_done, len(self.model.history)
+        return arrays, self.model.words_done
 
     def _restore(self, lost: WorkerLost) -> None:
         """Every worker (the restarted one rebuilt) back to the last epoch checkpoint."""
         self.stats.restarts += 1
         if self.stats.restarts > MAX_WORKER_LOSSES:
             raise ClusterError(f"{lost}; workers were lost {self.stats.restarts} times, giving up")
-        arrays, words_done, _ = self.checkpoint
+        arrays, words_done = self.checkpoint
         log.warning(
             "%s; restarting it and resuming from the checkpoint at %s words", lost,
             f"{words_done:,}",
@@ -516,7 +515,7 @@ class _Driver:
         started = time.perf_counter()
         total = self.epoch_words * model.settings.epochs
         while any(active) and not stop.is_set():
-            plan = RoundPlan(epoch, model.words_done, sum(active), total)
+            plan = RoundPlan(model.words_done, sum(active), total)
             round_started = time.perf_counter()
             results = cluster.map("train_round", [(self.generation, plan)] * cluster.size)
             words = sum(r.words for r in results)

@@ -122,7 +122,7 @@ def test_row_delta_sends_the_changed_rows_and_their_bytes():
 
 def test_learning_rate_follows_the_global_word_count():
     settings = Settings.from_options(lr=0.1, min_lr=0.0)
-    plan = RoundPlan(epoch=0, global_start=4_000, active_workers=4, total_words=100_000)
+    plan = RoundPlan(global_start=4_000, active_workers=4, total_words=100_000)
     # a worker 1,000 words into the round: the 4 workers have trained 4,000 words since 4,000
     # and each trains at 4 times the rate, so that the mean of 4 deltas is one process's step
     start, end = job_rates(settings, plan, 1_000, 500)
