@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import logging
 import math
-import sys
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -38,7 +37,7 @@ from tqdm import tqdm
 from embedtrain.batching import DEFAULT_JOB_WORDS, EncodedCorpus, job_words
 from embedtrain.corpus import Corpus
 from embedtrain.engines import choose_engine, make_engine
-from embedtrain.errors import ClusterError, CorpusError, TrainingDiverged
+from embedtrain.errors import ClusterError, CorpusError
 from embedtrain.heads import head_kind
 from embedtrain.history import EpochReport
 from embedtrain.model import Model
@@ -46,8 +45,9 @@ from embedtrain.settings import Settings
 from embedtrain.signals import signals_set_flag
 from embedtrain.training import (
     TrainingResult,
-    callbacks_continue,
     check_vocabulary,
+    diverged,
+    end_epoch,
     job_seed,
     learning_rate,
 )
@@ -423,26 +423,7 @@ def train_on(
     ):  # fmt: skip
         while model.words_done < total:
             report = driver.run_epoch(bar, stop)
-            epoch = report.epoch
-            if not quiet:
-                bar.write(
-                    f"epoch {epoch}/{settings.epochs}: loss {report.mean_loss:.4f} per example "
-                    f"over {report.examples:,} examples, {report.words_per_second:,.0f} words/s",
-                    file=sys.stderr,
-                )
-            if not all(np.isfinite(a).all() for a in parameter_arrays(model).values()):
-                raise TrainingDiverged(
-                    f"training diverged in epoch {epoch} (non-finite parameters); "
-                    "try a smaller --lr"
-                )
-            if report.words:
-                result.epochs.append(report)
-                model.history.append(report.as_dict())
-            if stop.is_set() and model.words_done < total:
-                result.interrupted = True
-                break
-            if not callbacks_continue(callbacks, report):
-                result.stopped_early = True
+            if not end_epoch(model, report, result, total, bar, stop, callbacks, quiet):
                 break
     return result
 
@@ -521,10 +502,7 @@ class _Driver:
             words = sum(r.words for r in results)
             loss = sum(r.loss for r in results)
             if not math.isfinite(loss):
-                raise TrainingDiverged(
-                    f"training diverged in epoch {epoch + 1} (loss became {loss}); "
-                    "try a smaller --lr"
-                )
+                raise diverged(epoch + 1, f"loss became {loss}")
             update, cost = self._merge(results, words)
             cluster.broadcast("apply", self.generation, update)
             cost.round_seconds = time.perf_counter() - round_started

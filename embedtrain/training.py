@@ -167,34 +167,53 @@ def run_training(
                 epoch, skip = divmod(model.words_done, epoch_words)
                 bar.set_description(f"epoch {epoch + 1}/{settings.epochs}")
                 report = _run_epoch(model, engine, encoded, epoch, skip, bar, stop)
-                report.head_summary = model.head.epoch_summary()
-                if not quiet:
-                    bar.write(
-                        f"epoch {epoch + 1}/{settings.epochs}: loss {report.mean_loss:.4f} per "
-                        f"example over {report.examples:,} examples, "
-                        f"{report.words_per_second:,.0f} words/s"
-                        + (f"; {report.head_summary}" if report.head_summary else ""),
-                        file=sys.stderr,
-                    )
-                for notice in model.head.notices():
-                    log.warning(notice)
-                if not model.head.check_finite() or not _finite(model):
-                    raise TrainingDiverged(
-                        f"training diverged in epoch {epoch + 1} (non-finite parameters); "
-                        "try a smaller --lr"
-                    )
-                if report.words:  # an epoch stopped before its first job did nothing
-                    result.epochs.append(report)
-                    model.history.append(report.as_dict())
-                if stop.is_set() and model.words_done < total:  # a finished run is not interrupted
-                    result.interrupted = True
-                    break
-                if not callbacks_continue(callbacks, report):
-                    result.stopped_early = True
+                if not end_epoch(model, report, result, total, bar, stop, callbacks, quiet):
                     break
     finally:
         model.ops.release_memory()  # the GPU pool's cached blocks (minibatch temporaries)
     return result
+
+
+def end_epoch(
+    model: Model,
+    report: EpochReport,
+    result: TrainingResult,
+    total: int,
+    bar: tqdm,
+    stop: threading.Event,
+    callbacks: Sequence[Callback],
+    quiet: bool,
+) -> bool:
+    """What follows every epoch, in one process or on a cluster: its summary line, the
+    head's notices, the divergence check, its record in the history, then a signal's or a
+    callback's stop (marked in ``result``). Returns whether training goes on."""
+    report.head_summary = model.head.epoch_summary()
+    if not quiet:
+        bar.write(
+            f"epoch {report.epoch}/{model.settings.epochs}: loss {report.mean_loss:.4f} per "
+            f"example over {report.examples:,} examples, {report.words_per_second:,.0f} words/s"
+            + (f"; {report.head_summary}" if report.head_summary else ""),
+            file=sys.stderr,
+        )
+    for notice in model.head.notices():
+        log.warning(notice)
+    if not model.head.check_finite() or not _finite(model):
+        raise diverged(report.epoch, "non-finite parameters")
+    if report.words:  # an epoch stopped before its first job did nothing
+        result.epochs.append(report)
+        model.history.append(report.as_dict())
+    if stop.is_set() and model.words_done < total:  # a finished run is not interrupted
+        result.interrupted = True
+        return False
+    if not callbacks_continue(callbacks, report):
+        result.stopped_early = True
+        return False
+    return True
+
+
+def diverged(epoch: int, cause: str) -> TrainingDiverged:
+    """The error for a run whose loss or parameters became non-finite in ``epoch``."""
+    return TrainingDiverged(f"training diverged in epoch {epoch} ({cause}); try a smaller --lr")
 
 
 def callbacks_continue(callbacks: Sequence[Callback], report: EpochReport) -> bool:
@@ -256,9 +275,7 @@ def _train_jobs(model, engine, source, epoch: int, bar: tqdm, stop) -> EpochRepo
             continue
         words, loss, examples, lr = item
         if not math.isfinite(loss):
-            failure = failure or TrainingDiverged(
-                f"training diverged in epoch {epoch + 1} (loss became {loss}); try a smaller --lr"
-            )
+            failure = failure or diverged(epoch + 1, f"loss became {loss}")
             stop.set()
             continue
         model.words_done += words

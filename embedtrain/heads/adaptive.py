@@ -28,7 +28,7 @@ import numpy as np
 from embedtrain.backend import Ops
 from embedtrain.errors import SettingsError
 from embedtrain.heads.aop import DenseUpdates
-from embedtrain.heads.base import PADDING, Head, StepResult, log_softmax
+from embedtrain.heads.base import PADDING, Head, StepResult, log_softmax, softmax_loss
 from embedtrain.settings import Settings
 from embedtrain.vocab import Vocabulary
 
@@ -266,7 +266,7 @@ class AdaptiveSoftmax(Head):
         shortlist = self.bounds[1]
         head_index = xp.where(cluster == 0, words, shortlist + cluster - 1)
 
-        loss, grad_head = _softmax_loss(ops, ops.gemm(h, head.T), example, head_index)
+        loss, grad_head = softmax_loss(ops, ops.gemm(h, head.T), example, head_index)
         grad_hidden = ops.gemm(grad_head, head)
         everyone = xp.arange(h.shape[0])
         updates = [("head", h, grad_head, everyone)]
@@ -279,7 +279,7 @@ class AdaptiveSoftmax(Head):
             projection, tail = self.weights[f"projection{i}"], self.weights[f"tail{i}"]
             h_rows = h[rows]
             reduced = ops.gemm(h_rows, projection.T)
-            tail_loss, grad_tail = _softmax_loss(
+            tail_loss, grad_tail = softmax_loss(
                 ops, ops.gemm(reduced, tail.T), local, words[chosen] - self.bounds[i]
             )
             loss += tail_loss
@@ -328,19 +328,3 @@ class AdaptiveSoftmax(Head):
             tail = self.weights[f"tail{i}"] @ self.weights[f"projection{i}"]
             parts.append(self.ops.to_host(tail))
         return np.concatenate(parts, axis=0)
-
-
-def _softmax_loss(ops: Ops, scores: Any, rows: Any, columns: Any) -> tuple[Any, Any]:
-    """(summed -log softmax(scores[row])[column] over the (row, column) pairs, its
-    gradient with respect to ``scores``): each row's softmax weighted by the number of its
-    pairs, minus one at every pair (repeated pairs accumulated)."""
-    xp = ops.xp
-    count = xp.bincount(rows, minlength=scores.shape[0]).astype(scores.dtype)
-    peak = scores.max(axis=1, keepdims=True)
-    exp = xp.exp(scores - peak)
-    total = exp.sum(axis=1, keepdims=True)
-    log_norm = (xp.log(total) + peak)[:, 0].astype(np.float64)
-    loss = (count.astype(np.float64) * log_norm).sum() - scores[rows, columns].sum(dtype=np.float64)
-    grad = exp * (count[:, None] / total)
-    ops.scatter_add(grad, (rows, columns), -xp.ones(rows.shape[0], dtype=scores.dtype))
-    return loss, grad

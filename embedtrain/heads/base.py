@@ -249,6 +249,22 @@ def log_softmax(xp: Any, scores: Any) -> Any:
     return shifted - xp.log(xp.exp(shifted).sum(axis=1, keepdims=True))
 
 
+def softmax_loss(ops: Ops, scores: Any, rows: Any, columns: Any) -> tuple[Any, Any]:
+    """(summed -log softmax(scores[row])[column] over the (row, column) pairs, its
+    gradient with respect to ``scores``): each row's softmax weighted by the number of its
+    pairs, minus one at every pair (repeated pairs accumulated)."""
+    xp = ops.xp
+    count = xp.bincount(rows, minlength=scores.shape[0]).astype(scores.dtype)
+    peak = scores.max(axis=1, keepdims=True)
+    exp = xp.exp(scores - peak)
+    total = exp.sum(axis=1, keepdims=True)
+    log_norm = (xp.log(total) + peak)[:, 0].astype(np.float64)
+    loss = (count.astype(np.float64) * log_norm).sum() - scores[rows, columns].sum(dtype=np.float64)
+    grad = exp * (count[:, None] / total)
+    ops.scatter_add(grad, (rows, columns), -xp.ones(rows.shape[0], dtype=scores.dtype))
+    return loss, grad
+
+
 def logistic_loss_and_gradient(ops: Ops, scores: Any, labels: Any) -> tuple[Any, Any]:
     """Per-element binary logistic loss and dL/dscore, float64-exact in form.
 

@@ -36,7 +36,7 @@ import numpy as np
 from embedtrain.backend import Ops
 from embedtrain.heads import factored_kernel
 from embedtrain.heads.aop import DenseUpdates
-from embedtrain.heads.base import PADDING, Head, StepResult, log_softmax
+from embedtrain.heads.base import PADDING, Head, StepResult, log_softmax, softmax_loss
 from embedtrain.heads.factored_kernel import (
     LossConstants,
     factored_step,
@@ -224,20 +224,8 @@ class FullSoftmax:
     def full_gradient(
         self, ops: Ops, output: Any, rows: Any, present: Any
     ) -> tuple[Any, Any, None]:
-        xp = ops.xp
-        weights = present.astype(output.dtype)
-        count = weights.sum(axis=1)
-        peak = output.max(axis=1, keepdims=True)
-        exp = xp.exp(output - peak)
-        total = exp.sum(axis=1, keepdims=True)
-        log_norm = (xp.log(total) + peak)[:, 0]
-        scores = xp.take_along_axis(output, rows, axis=1)
-        loss = (count.astype(np.float64) * log_norm).sum() - (scores * weights).sum(
-            dtype=np.float64
-        )
-        grad = exp * (count[:, None] / total)
-        example, slot = xp.nonzero(present)
-        ops.scatter_add(grad, (example, rows[example, slot]), -weights[example, slot])
+        example, slot = ops.xp.nonzero(present)
+        loss, grad = softmax_loss(ops, output, example, rows[example, slot])
         return loss, grad, None
 
 

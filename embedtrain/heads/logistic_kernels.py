@@ -87,20 +87,25 @@ def _shifted_logistic_row(
     return loss
 
 
+@njit(inline="always")
+def alias_draw(probability, alias, rng) -> int:
+    """One draw from the distribution of an alias table (Walker's method): a uniform
+    bucket, kept with its ``probability``, else its ``alias``; O(1) per draw."""
+    u = uniform(rng) * probability.shape[0]
+    bucket = int(u)
+    if u - bucket < probability[bucket]:
+        return bucket
+    return alias[bucket]
+
+
 @njit(nogil=True, fastmath=True, cache=True)
 def negative_sampling_step(state, hidden, target, lr, work, rng) -> float:
     """Negative sampling: the target as positive, ``negative`` draws from the noise
     distribution (alias table) as negatives; a draw equal to the target is skipped."""
     output = state.output
-    vocab_size = output.shape[0]
     loss = _logistic_row(output, target, hidden, 1.0, lr, work)
     for _ in range(state.negative):
-        u = uniform(rng) * vocab_size
-        bucket = int(u)
-        if u - bucket < state.alias_probability[bucket]:
-            noise = bucket
-        else:
-            noise = state.alias_index[bucket]
+        noise = alias_draw(state.alias_probability, state.alias_index, rng)
         if noise == target:
             continue
         loss += _logistic_row(output, noise, hidden, 0.0, lr, work)

@@ -47,7 +47,7 @@ from embedtrain.heads.lsh_kernels import (
     build_tables,
     lsh_negative_sampling_step,
 )
-from embedtrain.heads.sparse import NegativeSampling
+from embedtrain.heads.sparse import NegativeSampling, target_and_noise_units
 from embedtrain.settings import Settings
 from embedtrain.vocab import Vocabulary
 
@@ -301,11 +301,7 @@ class LshNegativeSampling(NegativeSampling):
         self._counts += xp.stack(
             [xp.asarray(pairs * self.negative), empty.sum() * self.negative]
         ).astype(np.int64)
-        rows = xp.concatenate([words[:, None].astype(np.int64), noise], axis=1)
-        labels = xp.zeros(rows.shape, dtype=np.float32)
-        labels[:, 0] = 1.0
-        mask = xp.ones(rows.shape, dtype=np.float32)
-        mask[:, 1:] = noise != words[:, None]
+        rows, labels, mask = target_and_noise_units(xp, words, noise)
         offsets = None
         if s.lsh_correction == "logq":
             chosen = xp.take_along_axis(weights, choice, axis=1)

@@ -17,8 +17,8 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
-from embedtrain.heads.logistic_kernels import _logistic_row, _shifted_logistic_row
-from embedtrain.rng import next_random, uniform
+from embedtrain.heads.logistic_kernels import _logistic_row, _shifted_logistic_row, alias_draw
+from embedtrain.rng import next_random
 
 SIMHASH = 0
 DWTA = 1
@@ -94,15 +94,6 @@ def build_tables(output, order, planes, pairs, hash_kind, bits, buffer, tables, 
 
 
 @njit(inline="always")
-def _alias_draw(state, rng) -> int:
-    u = uniform(rng) * state.alias_probability.shape[0]
-    bucket = int(u)
-    if u - bucket < state.alias_probability[bucket]:
-        return bucket
-    return state.alias_index[bucket]
-
-
-@njit(inline="always")
 def _multiplicity(state, a, buckets, word) -> int:
     """In how many of the query's buckets ``word`` is held (its share of the union)."""
     m = 0
@@ -168,7 +159,7 @@ def draw_negatives(state, hidden, target, rng, negatives, shifts) -> int:
             shifts[j] = np.log(k * max(q, 1e-12))
     topped = k - filled
     for j in range(filled, k):
-        word = _alias_draw(state, rng)
+        word = alias_draw(state.alias_probability, state.alias_index, rng)
         negatives[j] = -1 if word == target else word
         shifts[j] = np.log(k * state.noise_probability[word]) if state.correct else 0.0
     return topped

@@ -21,6 +21,18 @@ from embedtrain.settings import Settings
 from embedtrain.vocab import Vocabulary, alias_table, huffman_tree
 
 
+def target_and_noise_units(xp: Any, words: Any, noise: Any) -> tuple[Any, Any, Any]:
+    """Rows, labels and mask of negative sampling's units for targets ``words`` (n,) and
+    their ``noise`` (n, k): each target a positive unit, each noise word a negative one,
+    masked out where it is the target (word2vec skips such a draw)."""
+    rows = xp.concatenate([words[:, None].astype(np.int64), noise.astype(np.int64)], axis=1)
+    labels = xp.zeros(rows.shape, dtype=np.float32)
+    labels[:, 0] = 1.0
+    mask = xp.ones(rows.shape, dtype=np.float32)
+    mask[:, 1:] = noise != words[:, None]
+    return rows, labels, mask
+
+
 class LogisticUnitsHead(Head):
     """Shared batched step: each target word selects rows of ``output``, each row a
     logistic unit with a 0/1 label; output rows start at zero, as in word2vec."""
@@ -124,14 +136,8 @@ class NegativeSampling(LogisticUnitsHead):
         return xp.where(keep, bucket, self._device_alias[bucket])
 
     def _units(self, words: Any) -> tuple[Any, Any, Any]:
-        xp = self.ops.xp
         noise = self.draw_noise((words.shape[0], self.negative))
-        rows = xp.concatenate([words[:, None].astype(np.int64), noise.astype(np.int64)], axis=1)
-        labels = xp.zeros(rows.shape, dtype=np.float32)
-        labels[:, 0] = 1.0
-        mask = xp.ones(rows.shape, dtype=np.float32)
-        mask[:, 1:] = noise != words[:, None]
-        return rows, labels, mask
+        return target_and_noise_units(self.ops.xp, words, noise)
 
     def compiled_step(self) -> tuple[Callable, NegativeSamplingState]:
         state = NegativeSamplingState(
