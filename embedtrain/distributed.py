@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -125,7 +126,9 @@ class RoundPlan:
     total_words: int  # words of the whole run (epoch words x epochs): the schedule's end
 
 
-def job_rates(settings: Settings, plan: RoundPlan, local_start: int, words: int) -> tuple:
+def job_rates(
+    settings: Settings, plan: RoundPlan, local_start: int, words: int
+) -> tuple[float, float]:
     """(lr at the job's start, lr at its end) for a job starting ``local_start`` words into
     the worker's round: the linear schedule at the cluster's global word count, times the
     round's active workers A. The merge moves a row that all A workers changed by the mean
@@ -468,7 +471,7 @@ class _Driver:
         )  # fmt: skip
         self.cluster.broadcast("load", self.generation, parameter_arrays(model))
 
-    def run_epoch(self, bar: tqdm, stop) -> EpochReport:
+    def run_epoch(self, bar: tqdm, stop: threading.Event) -> EpochReport:
         """One epoch (or the rest of one) in rounds; a lost worker restores the checkpoint
         taken at the epoch's start and the epoch runs again from there."""
         self.checkpoint = self._snapshot()
@@ -483,7 +486,7 @@ class _Driver:
             except WorkerLost as again:
                 lost = again
 
-    def _rounds(self, bar: tqdm, stop) -> EpochReport:
+    def _rounds(self, bar: tqdm, stop: threading.Event) -> EpochReport:
         model, cluster = self.model, self.cluster
         epoch, skip = divmod(model.words_done, self.epoch_words)
         skips = [skip * words // self.epoch_words for words in self.shard_words]

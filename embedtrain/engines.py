@@ -16,6 +16,7 @@ Both expose ``run_job(job, lr_start, lr_end, seed) -> (loss, examples)``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -34,7 +35,7 @@ from embedtrain.settings import Settings
 class CompiledEngine:
     """Per-example SGD in compiled kernels, one call per job."""
 
-    def __init__(self, model: Model, keep: np.ndarray, compiled: tuple) -> None:
+    def __init__(self, model: Model, keep: np.ndarray, compiled: tuple[Callable, tuple]) -> None:
         self.step, self.state = compiled  # the head's compiled_step()
         self.model = model
         self.keep = keep
@@ -158,7 +159,10 @@ def choose_engine(settings: Settings) -> tuple[str, Ops]:
     return ("compiled" if compiled else "batched"), ops
 
 
-def make_engine(model: Model, keep: np.ndarray, engine: str) -> CompiledEngine | BatchedEngine:
+Engine = CompiledEngine | BatchedEngine
+
+
+def make_engine(model: Model, keep: np.ndarray, engine: str) -> Engine:
     """Build the engine :func:`choose_engine` chose for ``model``."""
     if engine == "compiled":
         return CompiledEngine(model, keep, model.head.compiled_step())

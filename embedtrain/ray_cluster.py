@@ -135,7 +135,9 @@ class RayCluster:
             self.ray.kill(actor, no_restart=True)
 
 
-def corpus_files(corpus: Any, settings: Settings, allow_binary: bool) -> tuple[list[str], str]:
+def shared_corpus_files(
+    corpus: Any, settings: Settings, allow_binary: bool
+) -> tuple[list[str], str]:
     """The corpus's files as absolute paths (every worker opens them) and its name; a
     corpus that exists only in this process is a :class:`SettingsError`."""
     is_path = isinstance(corpus, str | os.PathLike) and str(corpus) != "-"
@@ -165,7 +167,7 @@ def train_on_cluster(
     the vocabulary counted on the workers (or a resumed model's), then
     :func:`embedtrain.distributed.train_on`. Returns the driver's model and the result."""
     _, ops = choose_engine(settings)  # refuses a GPU or batched run before Ray starts
-    files, name = corpus_files(corpus, settings, allow_binary)
+    files, name = shared_corpus_files(corpus, settings, allow_binary)
     with connected(settings.cluster, settings.workers * settings.threads) as ray:
         cluster = RayCluster(ray, files, settings, allow_binary)
         try:

@@ -12,11 +12,12 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 from tqdm import tqdm
 
 from embedtrain.batching import EncodedCorpus, job_words, prefetch
 from embedtrain.corpus import Corpus, SentenceCorpus
-from embedtrain.engines import make_engine
+from embedtrain.engines import Engine, make_engine
 from embedtrain.errors import CorpusError, StopTraining, TrainingDiverged
 from embedtrain.history import EpochReport
 from embedtrain.model import Model
@@ -110,7 +111,9 @@ class _JobSource:
         self.lock = threading.Lock()
         self.stop = stop
 
-    def next(self) -> tuple | None:
+    def next(self) -> tuple[np.ndarray, int, float, float, int, int] | None:
+        """The next job, its words, the rates at its ends, its seed and its position in the
+        run (words from the start of the first epoch); None once stopped or done."""
         with self.lock:
             if self.stop.is_set():
                 return None
@@ -231,7 +234,15 @@ def _finite(model: Model) -> bool:
     return bool(model.ops.xp.isfinite(model.vectors).all())
 
 
-def _run_epoch(model, engine, encoded, epoch: int, skip: int, bar: tqdm, stop) -> EpochReport:
+def _run_epoch(
+    model: Model,
+    engine: Engine,
+    encoded: EncodedCorpus,
+    epoch: int,
+    skip: int,
+    bar: tqdm,
+    stop: threading.Event,
+) -> EpochReport:
     source = _JobSource(model, encoded, epoch, skip, stop)
     try:
         return _train_jobs(model, engine, source, epoch, bar, stop)
@@ -239,7 +250,9 @@ def _run_epoch(model, engine, encoded, epoch: int, skip: int, bar: tqdm, stop) -
         source.jobs.close()  # stops and joins the prefetch thread before the file closes
 
 
-def _train_jobs(model, engine, source, epoch: int, bar: tqdm, stop) -> EpochReport:
+def _train_jobs(
+    model: Model, engine: Engine, source: _JobSource, epoch: int, bar: tqdm, stop: threading.Event
+) -> EpochReport:
     results: queue.Queue = queue.Queue()
 
     def work() -> None:

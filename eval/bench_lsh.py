@@ -197,12 +197,13 @@ def table(report: dict[str, Any]) -> str:
 
 
 def parse_args() -> argparse.Namespace:
+    defaults = Settings()
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("corpus", help="what embedtrain train reads")
     p.add_argument("--max-words", type=int, default=0, help="train on the first N tokens")
-    p.add_argument("--epochs", type=int, default=5)
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--negative", type=int, default=5)
+    p.add_argument("--epochs", type=int, default=defaults.epochs)
+    p.add_argument("--threads", type=int, default=2, help="this machine's cores (default: 2)")
+    p.add_argument("--negative", type=int, default=defaults.negative)
     p.add_argument("--models", default="sg,cbow", help="comma-separated: sg, cbow")
     p.add_argument("--corrections", action="store_true", help="also the logq variants")
     p.add_argument(

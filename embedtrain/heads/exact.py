@@ -297,7 +297,7 @@ class ExactHead(Head):
 
     def __init__(
         self,
-        loss,
+        loss: SphericalFamilyLoss | FullSoftmax,
         vocab: Vocabulary,
         settings: Settings,
         ops: Ops,
@@ -395,7 +395,7 @@ class NaiveHead(ExactHead):
 
     def __init__(
         self,
-        loss,
+        loss: SphericalFamilyLoss | FullSoftmax,
         vocab: Vocabulary,
         settings: Settings,
         ops: Ops,
