@@ -50,6 +50,8 @@ class Head(ABC):
     default_batch_size: ClassVar[int] = 1024
     #: The largest ``batch_size`` the head accepts (None: no limit).
     max_batch_size: ClassVar[int | None] = None
+    #: Why ``max_batch_size`` is what it is, for the error message.
+    batch_limit_reason: ClassVar[str] = ""
     #: Whether :meth:`compiled_step` gives a per-example step for the compiled engine.
     has_compiled_step: ClassVar[bool] = False
     #: Whether copies trained apart merge row by row (``--cluster``, distributed.py): the
@@ -58,6 +60,10 @@ class Head(ABC):
     #: Whether the head keeps one output vector per word (``--save-output``); hierarchical
     #: softmax does not: its output rows belong to the inner nodes of the Huffman tree.
     has_output_vectors: ClassVar[bool] = False
+    #: Whether the head takes ``bias_feature`` (a constant input feature: the exact heads).
+    takes_bias_feature: ClassVar[bool] = False
+    #: Parameters saved as integer arrays (the rest are floating point).
+    integer_parameters: ClassVar[tuple[str, ...]] = ()
 
     def __init__(
         self,
@@ -128,9 +134,6 @@ class Head(ABC):
         Mem-AOP-GD can approximate (``aop_k``; :mod:`embedtrain.heads.aop`)."""
         return False
 
-    #: Why ``max_batch_size`` is what it is, for the error message.
-    batch_limit_reason: ClassVar[str] = ""
-
     @classmethod
     def require_output_vectors(cls, name: str) -> None:
         """:class:`SettingsError` unless the head keeps one output vector per word."""
@@ -157,9 +160,6 @@ class Head(ABC):
         given = settings.bias_feature
         return cls.default_bias_feature(settings) if given is None else given
 
-    #: Whether the head takes ``bias_feature`` (a constant input feature: the exact heads).
-    takes_bias_feature: ClassVar[bool] = False
-
     @classmethod
     def batch_size(cls, settings: Settings) -> int:
         """Examples per minibatch on the batched engine: ``batch_size`` or the default."""
@@ -172,9 +172,6 @@ class Head(ABC):
         A head may take a smaller step than ``lr`` where a larger one would be unstable
         (the exact heads); the result says which rate it used.
         """
-
-    #: Parameters saved as integer arrays (the rest are floating point).
-    integer_parameters: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
     def parameter_problem(
