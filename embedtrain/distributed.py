@@ -206,6 +206,8 @@ class ShardWorker:
         allow_binary: bool = False,
     ) -> None:
         self.settings = Settings.from_dict(settings)
+        if not self.settings.cluster:  # choose_engine reads it: the compiled engine, the CPU
+            raise ValueError("a shard worker trains a cluster run: settings.cluster must be set")
         self.corpus = Corpus(files, self.settings.max_sentence_length, allow_binary)
         self.shard = ShardSentences(self.corpus, index, count)
         self.index = index

@@ -85,7 +85,7 @@ def compiled_softmax(repeats: int) -> None:
 
     from numba import njit
 
-    from embedtrain.heads.adaptive import _softmax_loss
+    from embedtrain.heads.base import softmax_loss
 
     @njit(fastmath=True)
     def fused(scores, rows, columns):
@@ -122,7 +122,7 @@ def compiled_softmax(repeats: int) -> None:
                 started = time.perf_counter()
                 for _ in range(20):
                     if name == "numpy":
-                        _softmax_loss(ops, base, rows, columns)
+                        softmax_loss(ops, base, rows, columns)
                     else:
                         fused(base.copy(), rows, columns)
                 best[name] = min(best[name], (time.perf_counter() - started) / 20)

@@ -214,6 +214,13 @@ def test_cluster_settings_are_checked(options, message):
         Settings.from_options(**options)
 
 
+def test_a_shard_worker_takes_only_a_cluster_runs_settings(structured_corpus):
+    """Its engine comes from choose_engine, whose cluster rule (the compiled engine on the
+    CPU, whatever GPU there is) needs settings.cluster."""
+    with pytest.raises(ValueError, match="settings.cluster must be set"):
+        ShardWorker([str(structured_corpus)], Settings().to_dict(), 0, 2)
+
+
 def test_without_ray_the_cluster_option_says_how_to_install_it(
     monkeypatch, structured_corpus, capsys
 ):

@@ -554,13 +554,13 @@ class FactoredHead(ExactHead):
         hh = h @ h.T
         root_g = xp.sqrt(abs(grad_q))
         lr, shrink = self._cap(hh, root_g, lr)
+        signed = bool((grad_q < 0).any())
         if not math.isfinite(shrink):  # diverged: V and the state stay as they were
             pairs = int(present.sum())
             result = StepResult(math.nan, pairs, grad_hidden.astype(hidden.dtype), lr)
-            return result, shrink, True
+            return result, shrink, signed
         # W_new = W (I - S^T Sigma S) - lr 1 (H^T g_s)^T - lr Y H, S = diag(sqrt(2 lr |g|)) H,
         # Sigma = sign(g): U takes the first factor, r the first two, V the last.
-        signed = bool((grad_q < 0).any())
         signs = xp.where(grad_q < 0, -1.0, 1.0)
         root = xp.sqrt(2.0 * lr) * root_g
         signed_root = (root * signs).astype(compute)

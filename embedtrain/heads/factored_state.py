@@ -77,9 +77,10 @@ class FactoredState:
         dim = matrices.shape[1]
         if matrices.shape[0] != 3 * dim:
             return saved
-        column_sum = saved["basis"].sum(axis=0, dtype=np.float64) @ matrices[dim : 2 * dim]
-        sums = np.stack([np.zeros(dim), column_sum])
-        layout = np.concatenate([matrices[: 2 * dim], sums, matrices[2 * dim :]])
+        mix_at, shared_at, _, _, _ = state_rows(dim)  # [Q; U] are where they were
+        column_sum = saved["basis"].sum(axis=0, dtype=np.float64) @ matrices[mix_at:shared_at]
+        sums = np.stack([np.zeros(dim), column_sum])  # r and c between U and U^-T
+        layout = np.concatenate([matrices[:shared_at], sums, matrices[shared_at:]])
         return {**saved, "matrices": layout}
 
     def saved(self) -> dict[str, np.ndarray]:
@@ -134,7 +135,7 @@ class FactoredState:
 
     def refresh_inverse(self) -> float:
         """Recompute U^-1, symmetrise Q and estimate cond(U) with the one implementation,
-        :func:`factored_kernel.refresh_inverse`, on a host copy (3d x d: small next to V)."""
+        :func:`factored_kernel.refresh_inverse`, on a host copy ((3d + 2) x d: small next to V)."""
         host = self.ops.to_host(self.matrices)
         estimate = refresh_inverse(host, POWER_ITERATIONS)
         self.matrices[...] = self.ops.asarray(host)
