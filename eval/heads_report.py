@@ -495,7 +495,7 @@ def plot(report: dict[str, Any], path: Path) -> None:
     plt = load_pyplot()
     from matplotlib import ticker
 
-    figure, axes = plt.subplots(1, 3, figsize=(16, 5), constrained_layout=True)
+    figure, axes = plt.subplots(1, 3, figsize=(16, 6), layout="constrained")
     panels = [
         ("analogy", "Google analogy %", 100.0),
         ("ws353", "WS-353 Spearman", 1.0),
@@ -526,7 +526,10 @@ def plot(report: dict[str, Any], path: Path) -> None:
     if report["budget"]:
         label = f"budget run ({report['budget']:g} s)"
         axes[0].plot([], [], "*", color="grey", markersize=14, label=label)
-    axes[0].legend(title="head (o: epoch ends)")
+    handles, labels = axes[0].get_legend_handles_labels()
+    figure.legend(  # below the panels, where it hides no point
+        handles, labels, title="head (o: epoch ends)", loc="outside lower center", ncols=5
+    )
     figure.suptitle(
         f"{Path(report['corpus']).name}, {report['train_words']:,} tokens, "
         f"{report['epochs']} epochs, checkpoint at each epoch's end"
