@@ -46,11 +46,11 @@ def train(
     on the shipped corpus. ``options`` are the command line's options in snake_case
     (``model``, ``head``, ``dim``, ``window``, ``negative``, ``min_count``, ``sample``,
     ``epochs``, ``lr``, ``min_lr``, ``threads``, ``seed``, ``device``, ``engine``,
-    ``batch_size``, ``epsilon``, ``bias_feature``, ``zloss_a``, ``zloss_b``, ``cutoffs``,
-    ``div_value``, ``aop_k``, ``aop_policy``, ``aop_memory``, ``cluster``, ``workers``,
-    ``sync_words``,
-    ...) with the same defaults (:class:`Settings`); ``lr=0`` (the default) is the head's
-    rate, and an absent ``bias_feature`` the head's constant feature. ``cluster="ray"``
+    ``batch_size``, ``epsilon``, ``bias_feature``, ``init_norm``, ``zloss_a``, ``zloss_b``,
+    ``cutoffs``, ``div_value``, ``aop_k``, ``aop_policy``, ``aop_memory``, ``cluster``,
+    ``workers``, ``sync_words``, ...) with the same defaults (:class:`Settings`); ``lr=0``
+    (the default) is the head's rate, and an absent ``bias_feature`` or ``init_norm`` the
+    head's. ``cluster="ray"``
     trains on ``workers`` Ray workers (:mod:`embedtrain.distributed`).
 
     ``callbacks`` are called after each epoch with its :class:`EpochReport`; one that

@@ -43,6 +43,7 @@ from embedtrain.settings import (
     MODELS,
     Settings,
     head_default_bias_feature,
+    head_default_init_norm,
     head_default_lr,
 )
 from embedtrain.signals import signals_set_flag, stop_signals_interrupt
@@ -178,6 +179,14 @@ def _train_parser(commands) -> None:
         help="exact heads: a constant appended to every hidden vector, so that each word's "
         "output row gains a bias; 0 disables (default: "
         f"{_per_head(lambda name: head_default_bias_feature(Settings(head=name)), exact)})",
+    )
+    p.add_argument(
+        "--init-norm",
+        type=float,
+        help="expected norm of each input vector at the start: uniform in [-w, w), w = norm "
+        "sqrt(3 / d) (default: the head's; at d = 100 "
+        f"{_per_head(lambda name: head_default_init_norm(Settings(head=name)), HEADS)}: "
+        "gensim's w = 1/d, except where a head measured better)",
     )
     p.add_argument(
         "--zloss-a",

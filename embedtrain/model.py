@@ -65,11 +65,11 @@ class Model:
         self.ops = ops
         if vectors is None:
             rng = np.random.default_rng(settings.seed)
-            # gensim 4.x initialisation: uniform in [-1/d, 1/d).
+            # Uniform in [-w, w): gensim 4.x's w = 1/d unless the head needs another scale.
             vectors = rng.random((len(vocab), settings.dim), dtype=np.float32)
             vectors *= 2.0
             vectors -= 1.0
-            vectors /= settings.dim
+            vectors *= np.float32(kind.input_init_width(settings))
         self.vectors = ops.asarray(vectors, dtype=np.float32)
         self.head: Head = kind.create(vocab, settings, ops, settings.seed + 1, head_parameters)
         self.words_done = words_done  # in-vocabulary words trained on, over all epochs

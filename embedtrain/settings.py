@@ -51,7 +51,8 @@ class Settings:
     #: Exact heads: a constant appended to every hidden vector, so that W's extra column
     #: is a per-word output bias (the factored-softmax authors' constant feature); 0: none.
     bias_feature: float | None = None  # None: the head's default (Head.default_bias_feature)
-    zloss_a: float = 0.1  # Z-loss: softplus(a (b - z)) / a
+    init_norm: float | None = None  # input vectors' expected start norm; None: the head's
+    zloss_a: float = 1.0  # Z-loss: softplus(a (b - z)) / a; a and b measured (README)
     zloss_b: float = 10.0
     cutoffs: str = ""  # adaptive softmax: "2000,10000"; empty: chosen by the cost model
     div_value: float = 4.0  # adaptive softmax: tail i projects to d / div_value^i (PyTorch's)
@@ -113,6 +114,7 @@ class Settings:
                 self.bias_feature is None or self.bias_feature >= 0,
                 "--bias-feature must be >= 0",
             ),
+            (self.init_norm is None or self.init_norm > 0, "--init-norm must be positive"),
             (self.zloss_a > 0, "--zloss-a must be positive"),
             (self.aop_k >= 0, "--aop-k must be >= 0"),
             (
@@ -171,6 +173,8 @@ class Settings:
         if settings.bias_feature is None:
             settings.bias_feature = head_default_bias_feature(settings)
         settings.validate()
+        if settings.init_norm is None:  # after validation: it depends on dim
+            settings.init_norm = head_default_init_norm(settings)
         return settings
 
     def resumed_with(self, **options: Any) -> Settings:
@@ -198,6 +202,12 @@ def head_default_lr(settings: Settings) -> float:
     """The initial learning rate ``lr = 0`` stands for: the head's."""
     kind = _head_class(settings)
     return kind.default_lr(settings) if kind is not None else 0.0
+
+
+def head_default_init_norm(settings: Settings) -> float | None:
+    """The input vectors' start norm ``init_norm = None`` stands for: the head's."""
+    kind = _head_class(settings)
+    return kind.default_init_norm(settings) if kind is not None else None
 
 
 def head_default_bias_feature(settings: Settings) -> float | None:

@@ -239,6 +239,8 @@ def test_a_signal_interrupts_with_the_model_so_far(corpus_file, tmp_path):
         ([["a"]], {"engine": "compiled", "head": "squared"}, embedtrain.SettingsError, "compiled"),
         ([["a"]], {"bias_feature": 1.0}, embedtrain.SettingsError, "the ns head has no output"),
         ([["a"]], {"head": "taylor", "bias_feature": -1}, embedtrain.SettingsError, ">= 0"),
+        ([["a"]], {"init_norm": 0.0}, embedtrain.SettingsError, "--init-norm must be positive"),
+        ([["a"]], {"init_norm": float("inf")}, embedtrain.SettingsError, "finite"),
     ],
 )
 def test_bad_input_raises_documented_exceptions(corpus, options, error, fragment):

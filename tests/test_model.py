@@ -144,17 +144,29 @@ def test_not_a_model_at_all(tmp_path):
     check_refused(pickled, "not an embedtrain model")
 
 
-def test_fresh_input_vectors_are_uniform_in_plus_minus_one_over_d():
-    """gensim 4's initialisation: uniform in [-1/d, 1/d); 50,000 draws at d = 50 reach
-    within 1% of both ends."""
+@pytest.mark.parametrize(
+    "options,width",
+    [
+        ({"head": "ns"}, 1 / 50),  # gensim 4's initialisation
+        ({"head": "taylor"}, 1 / 50),
+        ({"head": "zloss"}, 3 / 50**0.5),  # scale-free in h: an expected norm of sqrt(3)
+        ({"head": "ns", "init_norm": 2.0}, 2.0 * (3 / 50) ** 0.5),
+    ],
+)
+def test_fresh_input_vectors_are_uniform_in_the_heads_range(options, width):
+    """Uniform in [-w, w): 50,000 draws at d = 50 reach within 1% of both ends, and the
+    mean squared norm is d w^2 / 3 (within 2%, 5 standard errors)."""
     from embedtrain.settings import Settings
     from embedtrain.vocab import Vocabulary
 
     counts = np.full(1000, 5)
     vocab = Vocabulary([f"w{i}" for i in range(1000)], counts, 5000)
-    vectors = Model(vocab, Settings(dim=50), NumpyOps()).host_vectors()
-    assert vectors.min() >= -1 / 50 and vectors.max() < 1 / 50
-    assert vectors.min() < -0.99 / 50 and vectors.max() > 0.99 / 50
+    settings = Settings.from_options(dim=50, **options)
+    vectors = Model(vocab, settings, NumpyOps()).host_vectors()
+    assert vectors.min() >= -width and vectors.max() < width
+    assert vectors.min() < -0.99 * width and vectors.max() > 0.99 * width
+    squared_norm = (vectors.astype(np.float64) ** 2).sum(axis=1).mean()
+    assert squared_norm == pytest.approx(50 * width**2 / 3, rel=0.02)
 
 
 def test_a_finished_model_resumed_with_the_same_epochs_is_unchanged(tmp_path):

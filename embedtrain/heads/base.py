@@ -12,6 +12,7 @@ the same two entry points, so the trainer never knows which head it drives:
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -147,6 +148,22 @@ class Head(ABC):
     def default_lr(cls, settings: Settings) -> float:
         """The initial learning rate when ``lr`` is 0: word2vec's and gensim's 0.025."""
         return 0.025
+
+    @classmethod
+    def default_init_norm(cls, settings: Settings) -> float:
+        """The input vectors' expected norm at the start when ``init_norm`` is not given:
+        gensim 4's (uniform in [-1/d, 1/d)), except for a head whose loss ignores the
+        hidden vector's scale (it overrides)."""
+        return 1.0 / math.sqrt(3.0 * settings.dim)
+
+    @classmethod
+    def input_init_width(cls, settings: Settings) -> float:
+        """Half-width w of the input vectors' uniform initialisation in [-w, w): E|h|^2 =
+        d w^2 / 3 gives ``init_norm`` (or the head's default) its expected norm."""
+        norm = settings.init_norm
+        if norm is None:
+            norm = cls.default_init_norm(settings)
+        return norm * math.sqrt(3.0 / settings.dim)
 
     @classmethod
     def default_bias_feature(cls, settings: Settings) -> float:

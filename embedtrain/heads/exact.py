@@ -71,6 +71,9 @@ class SphericalFamilyLoss(ABC):
     #: The constant input feature (a per-word output bias) when ``bias_feature`` is not
     #: given: none unless measured better.
     default_bias_feature: float = 0.0
+    #: The input vectors' expected norm at the start, for a loss that needs one other than
+    #: gensim's (None: its 1/d half-width, a norm of 1/sqrt(3d)).
+    input_init_norm: float | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SphericalFamilyLoss:
@@ -182,6 +185,12 @@ class ZLoss(SphericalFamilyLoss):
 
     name = "zloss"
     kind = factored_kernel.ZLOSS
+    #: z ignores the scale of h, so dL/dh ~ 1/|h| and SGD moves h's direction by about
+    #: lr/|h|^2: from gensim's |h| = 0.06 the first updates throw each vector to a norm of
+    #: tens along its first contexts, where it stays. sqrt(3) (w = 3/sqrt(d)) and the
+    #: bias feature were measured best on bench17m (README, "The sum term").
+    input_init_norm = math.sqrt(3.0)
+    default_bias_feature = 1.0
 
     def __init__(self, sharpness: float, margin: float) -> None:
         self.sharpness = sharpness
@@ -213,6 +222,7 @@ class FullSoftmax:
     name = "softmax"
     default_lr = 0.025
     default_bias_feature = 0.0
+    input_init_norm = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> FullSoftmax:
@@ -265,6 +275,11 @@ class ExactHead(Head):
     @classmethod
     def default_bias_feature(cls, settings: Settings) -> float:
         return LOSSES[settings.head].default_bias_feature
+
+    @classmethod
+    def default_init_norm(cls, settings: Settings) -> float:
+        norm = LOSSES[settings.head].input_init_norm
+        return super().default_init_norm(settings) if norm is None else norm
 
     @classmethod
     def width(cls, settings: Settings) -> int:
