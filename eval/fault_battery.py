@@ -206,6 +206,7 @@ def cases() -> list[Case]:
         "--batch-size": ["-1"],
         "--epsilon": ["0", "-1"],
         "--zloss-a": ["0", "-1"],
+        "--init-norm": ["0", "-1", "inf"],
         "--max-vocab-size": ["0"],
         "--max-final-vocab": ["0"],
         "--head": ["bogus"],
