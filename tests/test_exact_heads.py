@@ -446,13 +446,15 @@ def test_losses_that_are_not_distributions_say_so():
 
 
 def test_bias_feature_defaults_per_head_and_for_models_saved_without_it():
-    """Taylor softmax takes the constant feature unless told otherwise (measured better);
-    the other heads do not; a model saved before the option existed had none."""
-    taylor = Settings.from_options(head="taylor")
-    assert taylor.bias_feature == 1.0
-    assert FactoredHead.parameter_shapes(D, taylor)["basis"] == (D, taylor.dim + 1)
-    assert Settings.from_options(head="taylor", bias_feature=0).bias_feature == 0
-    for head in ("spherical", "squared", "zloss", "softmax", "ns"):
+    """The Taylor softmax and the Z-loss take the constant feature unless told otherwise
+    (measured better); the other heads do not; a model saved before the option existed
+    had none."""
+    for head in ("taylor", "zloss"):
+        settings = Settings.from_options(head=head)
+        assert settings.bias_feature == 1.0
+        assert FactoredHead.parameter_shapes(D, settings)["basis"] == (D, settings.dim + 1)
+        assert Settings.from_options(head=head, bias_feature=0).bias_feature == 0
+    for head in ("spherical", "squared", "softmax", "ns"):
         assert Settings.from_options(head=head).bias_feature == 0.0
     saved = Settings.from_options(head="taylor").to_dict()
     del saved["bias_feature"]
