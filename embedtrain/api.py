@@ -50,8 +50,8 @@ def train(
     ``cutoffs``, ``div_value``, ``aop_k``, ``aop_policy``, ``aop_memory``, ``cluster``,
     ``workers``, ``sync_words``, ...) with the same defaults (:class:`Settings`); ``lr=0``
     (the default) is the head's rate, and an absent ``bias_feature`` or ``init_norm`` the
-    head's. ``cluster="ray"``
-    trains on ``workers`` Ray workers (:mod:`embedtrain.distributed`).
+    head's. ``cluster="ray"`` trains on ``workers`` Ray workers
+    (:mod:`embedtrain.distributed`).
 
     ``callbacks`` are called after each epoch with its :class:`EpochReport`; one that
     returns False or raises :class:`StopTraining` ends training there. ``resume``

@@ -16,12 +16,15 @@ sampling cost alone: the mean time to draw one example's negatives from the fina
 LSH tables (hidden vectors and targets drawn from the corpus' unigram distribution),
 against the alias table's, in compiled loops on one thread.
 
-    python eval/bench_lsh.py ../shared/corpora/bench17m.txt.xz \\
-        --json eval/results/lsh_17m.json --table eval/results/lsh_17m.md
+    python eval/bench_lsh.py ../shared/corpora/bench17m.txt.xz --models sg --only lsh-label \\
+        --vary lsh_bits=8 --json eval/results/lsh_sg_rehash.json --table eval/results/lsh_sg_rehash.md
     python eval/bench_lsh.py ../shared/corpora/bench17m.txt.xz --max-words 200000 --epochs 1
     python eval/bench_lsh.py ../shared/corpora/bench17m.txt.xz --models sg --only lsh-label \\
-        --set lsh_rehash=500000 --vary lsh_bits=4,8 --vary lsh_tables=5,20 \\
-        --vary lsh_rehash=100000,2000000
+        --epochs 3 --set lsh_rehash=500000 --vary lsh_bits=4,8 --vary lsh_tables=5,20 \\
+        --vary lsh_rehash=100000,2000000 --json eval/results/lsh_sweep.json \\
+        --table eval/results/lsh_sweep.md
+
+README.md gives the command behind each committed table in eval/results/.
 """
 
 from __future__ import annotations

@@ -72,7 +72,11 @@ def run_variant(corpus: str, options: dict[str, Any], variant: str) -> dict[str,
     distributed.job_rates = SHIPPED_RATES if scale == "workers" else rates_times(float(scale))
     try:
         settings = Settings.from_options(
-            cluster="ray", workers=int(workers), threads=1, sync_words=int(sync), **options
+            cluster="ray",  # a cluster run's settings (ShardWorker requires them), no Ray
+            workers=int(workers),
+            threads=1,
+            sync_words=int(sync),
+            **options,
         )
         cluster = InProcessCluster([corpus], settings)
         vocab = build_vocabulary_on(cluster, settings, corpus, True)

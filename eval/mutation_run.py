@@ -347,7 +347,7 @@ MUTANTS: list[Mutant] = [
         "squared error loss misses the constant K (reported loss only)",
     ),
     m(
-        "heads/exact.py",
+        "heads/base.py",
         "grad = exp * (count[:, None] / total)",
         "grad = exp / total",
         (EXACT,),
@@ -363,8 +363,8 @@ MUTANTS: list[Mutant] = [
     # --- heads/factored_state.py ---
     m(
         "heads/factored_state.py",
-        "self.condition_bound /= 1.0 - shrink",
-        "self.condition_bound *= 1.0 - shrink",
+        "self.condition_bound *= (1.0 + growth) / (1.0 - shrink)",
+        "self.condition_bound *= (1.0 + growth) * (1.0 - shrink)",
         (EXACT,),
         "cond(U) bound shrinks instead of growing: ill-conditioned U never refolded early",
     ),
@@ -461,7 +461,7 @@ MUTANTS: list[Mutant] = [
     # --- model.py ---
     m(
         "model.py",
-        "            vectors /= settings.dim\n",
+        "            vectors *= np.float32(kind.input_init_width(settings))\n",
         "",
         (MODEL, API),
         "initial vectors uniform in [-1, 1) instead of [-1/d, 1/d)",
@@ -521,15 +521,15 @@ MUTANTS: list[Mutant] = [
     ),
     m(
         "atomic.py",
-        "        _keep_mode(temporary, previous)\n",
+        "        _keep_mode(temporary, existing)\n",
         "",
         (EXPORT,),
         "outputs keep mkstemp's 0600 mode",
     ),
     m(
         "atomic.py",
-        "target = Path(os.path.realpath(path))",
-        "target = Path(path)",
+        "return Path(os.path.realpath(path)), existing",
+        "return Path(path), existing",
         (EXPORT,),
         "a symbolic link is replaced by a regular file",
     ),

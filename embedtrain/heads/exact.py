@@ -188,7 +188,7 @@ class ZLoss(SphericalFamilyLoss):
     #: z ignores the scale of h, so dL/dh ~ 1/|h| and SGD moves h's direction by about
     #: lr/|h|^2: from gensim's |h| = 0.06 the first updates throw each vector to a norm of
     #: tens along its first contexts, where it stays. sqrt(3) (w = 3/sqrt(d)) and the
-    #: bias feature were measured best on bench17m (README, "The sum term").
+    #: bias feature were measured best on bench17m (README, "The Z-loss's input scale").
     input_init_norm = math.sqrt(3.0)
     default_bias_feature = 1.0
 
