@@ -369,7 +369,7 @@ def _run_train(args: argparse.Namespace) -> int:
     options = _options_given(args)
     settings = resolve_settings(args.resume, **options)
     if args.save_output:
-        head_kind(settings.head).require_output_vectors(settings.head)
+        head_kind(settings).require_output_vectors(settings.head)
     partial = args.save_model or _partial_path(args.output)
     check_writable(partial)
     started = time.perf_counter()

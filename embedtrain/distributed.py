@@ -228,7 +228,7 @@ class ShardWorker:
             return self.info
         self.settings = Settings.from_dict(settings)
         vocab = Vocabulary(words, np.asarray(counts, dtype=np.int64), total)
-        shapes = head_kind(self.settings.head).parameter_shapes(len(vocab), self.settings)
+        shapes = head_kind(self.settings).parameter_shapes(len(vocab), self.settings)
         placeholders = {name: np.zeros(shape, np.float32) for name, shape in shapes.items()}
         vectors = np.zeros((len(vocab), self.settings.dim), dtype=np.float32)
         engine, ops = choose_engine(self.settings)

@@ -142,7 +142,7 @@ def choose_engine(settings: Settings) -> tuple[str, Ops]:
         if settings.engine == "batched" or settings.device == "gpu":
             raise SettingsError("--cluster runs the compiled engine on the CPU of each worker")
         return "compiled", NumpyOps()
-    has_compiled_step = head_kind(settings.head).has_compiled_step
+    has_compiled_step = head_kind(settings).has_compiled_step
     if settings.engine == "compiled":
         if not has_compiled_step:
             raise SettingsError(

@@ -57,7 +57,7 @@ class Model:
     ) -> None:
         """A fresh model (seeded initialisation, the settings settled by the head for the
         vocabulary) or, given the arrays, one built from them."""
-        kind = head_kind(settings.head)
+        kind = head_kind(settings)
         if head_parameters is None:
             settings = kind.settle(settings, vocab, ops)
         self.vocab = vocab
@@ -156,7 +156,7 @@ class Model:
             raise ModelFileError(f"{path} is damaged (negative counts)")
         _check_array(path, "vectors", vectors, (len(words), settings.dim))
         vocab = Vocabulary(words, counts.astype(np.int64), total)
-        kind = head_kind(settings.head)
+        kind = head_kind(settings)
         expected = kind.parameter_shapes(len(vocab), settings)
         if header.get("format") == 2:
             head = kind.upgraded_parameters(head, settings)

@@ -88,7 +88,7 @@ class Settings:
         for name, value in self.to_dict().items():
             if isinstance(value, float) and not math.isfinite(value):
                 raise SettingsError(f"--{_flag(name)} must be a finite number, not {value}")
-        kind = head_kind(self.head)
+        kind = head_kind(self)
         checks = [
             (self.model in MODELS, f"--model must be one of {', '.join(MODELS)}"),
             (self.dim > 0, "--dim must be positive"),
@@ -193,9 +193,9 @@ class Settings:
 def _head_class(settings: Settings):
     """The head class named by ``settings.head``, or None (an unknown head name is
     reported by :meth:`Settings.validate`)."""
-    from embedtrain.heads import HEADS
+    from embedtrain.heads import HEADS, head_kind
 
-    return HEADS.get(settings.head)
+    return HEADS.get(settings.head) and head_kind(settings)
 
 
 def head_default_lr(settings: Settings) -> float:

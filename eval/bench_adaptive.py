@@ -33,7 +33,8 @@ import numpy as np
 
 from embedtrain.backend import NumpyOps
 from embedtrain.heads.adaptive import AdaptiveSoftmax
-from embedtrain.heads.exact import FullSoftmax, NaiveHead
+from embedtrain.heads.exact import NaiveHead
+from embedtrain.heads.losses import FullSoftmax
 from embedtrain.settings import Settings
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

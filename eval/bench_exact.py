@@ -29,7 +29,8 @@ import numpy as np
 
 from embedtrain.backend import NumpyOps
 from embedtrain.heads.base import PADDING
-from embedtrain.heads.exact import FactoredHead, NaiveHead, SphericalSoftmax, SquaredError
+from embedtrain.heads.exact import FactoredHead, NaiveHead
+from embedtrain.heads.losses import SphericalSoftmax, SquaredError
 from embedtrain.settings import Settings
 from embedtrain.vocab import Vocabulary
 

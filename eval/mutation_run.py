@@ -332,17 +332,18 @@ MUTANTS: list[Mutant] = [
         "sigmoid table sampled at cell edges, not centres (half a cell off)",
     ),
     # --- heads/exact.py ---
+    # --- heads/losses.py ---
     m(
-        "heads/exact.py",
-        "norm = q + vocab_size * self.epsilon",
-        "norm = q + self.epsilon",
+        "heads/losses.py",
+        "norm = q + vocab_size * constants[0]",
+        "norm = q + constants[0]",
         (EXACT,),
         "spherical softmax normaliser misses the D factor on epsilon",
     ),
     m(
-        "heads/exact.py",
-        "loss = (count * q - 2.0 * (scores * weights).sum(axis=1) + count).sum()",
-        "loss = (count * q - 2.0 * (scores * weights).sum(axis=1)).sum()",
+        "heads/losses.py",
+        "return 1.0 - 2.0 * score, -2.0 + 0.0 * score, 0.0, 0.0",
+        "return -2.0 * score, -2.0 + 0.0 * score, 0.0, 0.0",
         (EXACT,),
         "squared error loss misses the constant K (reported loss only)",
     ),

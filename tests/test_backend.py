@@ -235,7 +235,8 @@ def test_solve_spd_and_scaled_scatter(backend):
 
 def test_exact_head_through_cupy_ops_matches_numpy(with_fake_cupy):
     """The factored head on the CuPy code paths (fake CuPy) gives the NumPy results."""
-    from embedtrain.heads.exact import FactoredHead, SphericalSoftmax
+    from embedtrain.heads.exact import FactoredHead
+    from embedtrain.heads.losses import SphericalSoftmax
     from embedtrain.settings import Settings
     from embedtrain.vocab import Vocabulary
 

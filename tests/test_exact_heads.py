@@ -8,10 +8,9 @@ from conftest import numeric_gradient
 from embedtrain.backend import NumpyOps, Ops
 from embedtrain.heads import exact, factored_kernel, factored_state
 from embedtrain.heads.base import PADDING
-from embedtrain.heads.exact import (
-    FactoredHead,
+from embedtrain.heads.exact import FactoredHead, NaiveHead
+from embedtrain.heads.losses import (
     FullSoftmax,
-    NaiveHead,
     SphericalSoftmax,
     SquaredError,
     TaylorSoftmax,

@@ -5,29 +5,29 @@ from __future__ import annotations
 from embedtrain.errors import SettingsError
 from embedtrain.heads.adaptive import AdaptiveSoftmax
 from embedtrain.heads.base import PADDING, Head, StepResult
-from embedtrain.heads.exact import ExactHead
+from embedtrain.heads.exact import exact_head
+from embedtrain.heads.losses import LOSSES
 from embedtrain.heads.lsh import LshNegativeSampling
 from embedtrain.heads.sparse import HierarchicalSoftmax, NegativeSampling
+from embedtrain.settings import Settings
 
-#: Each head name and its kind: the class whose limits and capabilities apply and whose
-#: ``create`` builds it (the exact kind builds its factored or naive form).
+#: Each head name and its class; an exact loss's name stands for its head in the default
+#: (factored) form, ``settings.exact`` choosing the form (:func:`head_kind`).
 HEADS: dict[str, type[Head]] = {
     "ns": NegativeSampling,
     "lsh": LshNegativeSampling,
     "hs": HierarchicalSoftmax,
-    "spherical": ExactHead,
-    "squared": ExactHead,
-    "taylor": ExactHead,
-    "zloss": ExactHead,
-    "softmax": ExactHead,
+    **{name: exact_head(loss, "factored") for name, loss in LOSSES.items()},
     "adaptive": AdaptiveSoftmax,
 }
 
 
-def head_kind(name: str) -> type[Head]:
-    """The kind of the head called ``name``; :class:`SettingsError` for unknown names."""
+def head_kind(settings: Settings) -> type[Head]:
+    """The class of the head ``settings`` name; :class:`SettingsError` for unknown names."""
+    if settings.head in LOSSES:
+        return exact_head(LOSSES[settings.head], settings.exact)
     try:
-        return HEADS[name]
+        return HEADS[settings.head]
     except KeyError:
         raise SettingsError(f"--head must be one of {', '.join(HEADS)}") from None
 

@@ -27,26 +27,23 @@ compiled: the array forms and the naive heads call them on host copies.
 from __future__ import annotations
 
 import math
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from dataclasses import replace
-from typing import Any
+from functools import cache
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from embedtrain.backend import Ops
-from embedtrain.heads import factored_kernel
 from embedtrain.heads.aop import DenseUpdates
-from embedtrain.heads.base import PADDING, Head, StepResult, log_softmax, softmax_loss
-from embedtrain.heads.factored_kernel import (
-    LossConstants,
-    factored_step,
-    stable_rate,
-    state_rows,
-    uses_woodbury,
-)
+from embedtrain.heads.base import PADDING, Head, StepResult
+from embedtrain.heads.factored_kernel import factored_step, stable_rate, state_rows, uses_woodbury
 from embedtrain.heads.factored_state import FactoredState
-from embedtrain.settings import Settings
-from embedtrain.vocab import Vocabulary
+from embedtrain.heads.losses import ExactLoss
+
+if TYPE_CHECKING:
+    from embedtrain.backend import Ops
+    from embedtrain.settings import Settings
+    from embedtrain.vocab import Vocabulary
 
 #: The exact heads' minibatch step holds m x m matrices (and m x D outputs for the naive
 #: ones): beyond this the memory, not the arithmetic, decides, and a typo could page the
@@ -58,187 +55,6 @@ STABILITY_CAP = 0.5
 OUTPUT_INIT_STD = 0.01  # never zero: spherical softmax has a zero gradient at o = 0
 
 
-class SphericalFamilyLoss(ABC):
-    """A loss L_j = F(q_j, s_j, o_j[targets]) per example, summed over the batch, with
-    q = |o|^2 and s = sum_i o_i."""
-
-    name: str
-    kind: int  # the loss as the compiled step knows it (factored_kernel.SQUARED, ...)
-    #: The loss's constants as the compiled step takes them.
-    constants: LossConstants = LossConstants()
-    #: Initial learning rate when ``lr`` is 0 (word2vec's unless measured otherwise).
-    default_lr: float = 0.025
-    #: The constant input feature (a per-word output bias) when ``bias_feature`` is not
-    #: given: none unless measured better.
-    default_bias_feature: float = 0.0
-    #: The input vectors' expected norm at the start, for a loss that needs one other than
-    #: gensim's (None: its 1/d half-width, a norm of 1/sqrt(3d)).
-    input_init_norm: float | None = None
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> SphericalFamilyLoss:
-        return cls()
-
-    @abstractmethod
-    def derivatives(
-        self, ops: Ops, q: Any, s: Any, scores: Any, present: Any, vocab_size: int
-    ) -> tuple[Any, Any, Any, Any]:
-        """(summed loss, dL/dq (m,), dL/ds (m,), dL/dscores (m, K), zero at padding), all
-        float64."""
-
-    def log_distribution(self, xp: Any, output: Any) -> Any:
-        """log P(w | h) of every word from the explicit float64 output (m, D), for the
-        losses that are one (NotImplementedError otherwise)."""
-        raise NotImplementedError(f"{self.name} is not a normalised distribution")
-
-    def full_gradient(self, ops: Ops, output: Any, rows: Any, present: Any) -> tuple[Any, Any, Any]:
-        """Naive form from the explicit output (m, D): (loss, dL/doutput, dL/dq)."""
-        xp = ops.xp
-        q = (output * output).sum(axis=1, dtype=np.float64)
-        s = output.sum(axis=1, dtype=np.float64)
-        scores = xp.take_along_axis(output, rows, axis=1).astype(np.float64)
-        loss, grad_q, grad_s, grad_scores = self.derivatives(
-            ops, q, s, scores, present, output.shape[1]
-        )
-        grad = (2.0 * grad_q[:, None]).astype(output.dtype) * output
-        grad += grad_s[:, None].astype(output.dtype)
-        example, slot = xp.nonzero(present)
-        ops.scatter_add(
-            grad, (example, rows[example, slot]), grad_scores[example, slot].astype(output.dtype)
-        )
-        return loss, grad, grad_q
-
-
-class SquaredError(SphericalFamilyLoss):
-    """Sum over targets t of |o - e_t|^2 = K q - 2 sum_t o_t + K."""
-
-    name = "squared"
-    kind = factored_kernel.SQUARED
-
-    def derivatives(self, ops, q, s, scores, present, vocab_size):
-        weights = present.astype(np.float64)
-        count = weights.sum(axis=1)
-        loss = (count * q - 2.0 * (scores * weights).sum(axis=1) + count).sum()
-        return loss, count, ops.xp.zeros_like(q), -2.0 * weights
-
-
-class SphericalSoftmax(SphericalFamilyLoss):
-    """Sum over targets t of -log P(t|h), P(t|h) = (o_t^2 + eps) / (q + D eps)."""
-
-    name = "spherical"
-    kind = factored_kernel.SPHERICAL
-
-    def __init__(self, epsilon: float) -> None:
-        self.epsilon = epsilon
-        self.constants = LossConstants(epsilon=float(epsilon))
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> SphericalSoftmax:
-        return cls(settings.epsilon)
-
-    def log_distribution(self, xp, output):
-        norm = (output * output).sum(axis=1, keepdims=True) + output.shape[1] * self.epsilon
-        return xp.log(output * output + self.epsilon) - xp.log(norm)
-
-    def derivatives(self, ops, q, s, scores, present, vocab_size):
-        xp = ops.xp
-        weights = present.astype(np.float64)
-        count = weights.sum(axis=1)
-        norm = q + vocab_size * self.epsilon
-        target = scores * scores + self.epsilon
-        loss = (count * xp.log(norm)).sum() - (xp.log(target) * weights).sum()
-        return loss, count / norm, xp.zeros_like(q), -2.0 * scores / target * weights
-
-
-class TaylorSoftmax(SphericalFamilyLoss):
-    """Sum over targets t of -log P(t|h), P(t|h) = (1 + o_t + o_t^2/2) / (D + s + q/2): the
-    second-order Taylor expansion of exp in place of it (de Brebisson & Vincent, ICLR
-    2016). Every term of the normaliser is >= 1/2: no epsilon, and o and -o differ."""
-
-    name = "taylor"
-    kind = factored_kernel.TAYLOR
-    #: Measured on the first 2M tokens of bench17m, skip-gram, 3 epochs (README): 0.025
-    #: learns a third as fast; 0.2 and above drift away.
-    default_lr = 0.05
-    #: Measured on bench17m, skip-gram, 5 epochs (README, heads report): analogies 25.6% ->
-    #: 28.2%, WS-353 0.577 -> 0.631.
-    default_bias_feature = 1.0
-
-    def log_distribution(self, xp, output):
-        taylor = 1.0 + output + 0.5 * output * output
-        return xp.log(taylor) - xp.log(taylor.sum(axis=1, keepdims=True))
-
-    def derivatives(self, ops, q, s, scores, present, vocab_size):
-        xp = ops.xp
-        weights = present.astype(np.float64)
-        count = weights.sum(axis=1)
-        norm = vocab_size + s + 0.5 * q
-        target = 1.0 + scores + 0.5 * scores * scores
-        loss = (count * xp.log(norm)).sum() - (xp.log(target) * weights).sum()
-        return loss, 0.5 * count / norm, count / norm, -(1.0 + scores) / target * weights
-
-
-class ZLoss(SphericalFamilyLoss):
-    """Sum over targets t of softplus(a (b - z_t)) / a, z_t = (o_t - mu) / sigma with
-    mu = s / D and sigma^2 = q / D - mu^2: the output standardised, so the loss is
-    invariant to shifting and scaling o (de Brebisson & Vincent, 2016)."""
-
-    name = "zloss"
-    kind = factored_kernel.ZLOSS
-    #: z ignores the scale of h, so dL/dh ~ 1/|h| and SGD moves h's direction by about
-    #: lr/|h|^2: from gensim's |h| = 0.06 the first updates throw each vector to a norm of
-    #: tens along its first contexts, where it stays. sqrt(3) (w = 3/sqrt(d)) and the
-    #: bias feature were measured best on bench17m (README, "The Z-loss's input scale").
-    input_init_norm = math.sqrt(3.0)
-    default_bias_feature = 1.0
-
-    def __init__(self, sharpness: float, margin: float) -> None:
-        self.sharpness = sharpness
-        self.margin = margin
-        self.constants = LossConstants(sharpness=float(sharpness), margin=float(margin))
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> ZLoss:
-        return cls(settings.zloss_a, settings.zloss_b)
-
-    def derivatives(self, ops, q, s, scores, present, vocab_size):
-        xp = ops.xp
-        weights = present.astype(np.float64)
-        mean = s / vocab_size
-        deviation = xp.sqrt(q / vocab_size - mean * mean)
-        z = (scores - mean[:, None]) / deviation[:, None]
-        argument = self.sharpness * (self.margin - z)
-        loss = (xp.logaddexp(0.0, argument) * weights).sum() / self.sharpness
-        pull = weights / (1.0 + xp.exp(-argument))  # -dL/dz_t, zero at padding
-        pull_z = (pull * z).sum(axis=1)
-        grad_q = pull_z / (2.0 * vocab_size * deviation * deviation)
-        grad_s = (pull.sum(axis=1) - mean * pull_z / deviation) / (vocab_size * deviation)
-        return loss, grad_q, grad_s, -pull / deviation[:, None]
-
-
-class FullSoftmax:
-    """Sum over targets t of -log softmax(o)_t: the O(D d) baseline."""
-
-    name = "softmax"
-    default_lr = 0.025
-    default_bias_feature = 0.0
-    input_init_norm = None
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> FullSoftmax:
-        return cls()
-
-    def log_distribution(self, xp: Any, output: Any) -> Any:
-        return log_softmax(xp, output)
-
-    def full_gradient(
-        self, ops: Ops, output: Any, rows: Any, present: Any
-    ) -> tuple[Any, Any, None]:
-        example, slot = ops.xp.nonzero(present)
-        loss, grad = softmax_loss(ops, output, example, rows[example, slot])
-        return loss, grad, None
-
-
 def _targets(ops: Ops, targets: Any) -> tuple[Any, Any]:
     """(present mask, row indices with padding replaced by 0)."""
     present = targets != PADDING
@@ -246,15 +62,18 @@ def _targets(ops: Ops, targets: Any) -> tuple[Any, Any]:
 
 
 class ExactHead(Head):
-    """The exact full-vocabulary heads (``--head spherical|squared|taylor|zloss|softmax``): the loss
-    and its form (factored or naive) come from the settings in :meth:`create`. Shared:
-    the batch-size limit, and learning-rate caps counted and reported."""
+    """The exact full-vocabulary heads (``--head spherical|squared|taylor|zloss|softmax``),
+    in one of two forms (:class:`NaiveHead`, :class:`FactoredHead`), each bound to its loss
+    by :func:`exact_head`. Shared: the batch-size limit, the constant input feature, and
+    learning-rate caps counted and reported."""
 
     default_batch_size = 64
     max_batch_size = MAX_EXACT_BATCH
     batch_limit_reason = "its minibatch step holds m x m matrices"
     has_output_vectors = True
     takes_bias_feature = True
+    #: The loss, on the classes :func:`exact_head` binds.
+    loss_type: ClassVar[type[ExactLoss]]
 
     @classmethod
     def create(
@@ -265,20 +84,20 @@ class ExactHead(Head):
         seed: int,
         parameters: dict[str, np.ndarray] | None = None,
     ) -> Head:
-        loss = LOSSES[settings.head].from_settings(settings)
-        return cls._form(settings)(loss, vocab, settings, ops, seed, parameters=parameters)
+        loss = cls.loss_type.from_settings(settings)
+        return cls(loss, vocab, settings, ops, seed, parameters=parameters)
 
     @classmethod
     def default_lr(cls, settings: Settings) -> float:
-        return LOSSES[settings.head].default_lr
+        return cls.loss_type.default_lr
 
     @classmethod
     def default_bias_feature(cls, settings: Settings) -> float:
-        return LOSSES[settings.head].default_bias_feature
+        return cls.loss_type.default_bias_feature
 
     @classmethod
     def default_init_norm(cls, settings: Settings) -> float:
-        norm = LOSSES[settings.head].input_init_norm
+        norm = cls.loss_type.input_init_norm
         return super().default_init_norm(settings) if norm is None else norm
 
     @classmethod
@@ -286,33 +105,9 @@ class ExactHead(Head):
         """Columns of W: the hidden vector's, and one for the constant feature if any."""
         return settings.dim + (1 if cls.bias_feature(settings) else 0)
 
-    @staticmethod
-    def _form(settings: Settings) -> type[ExactHead]:
-        """Naive for the full softmax and ``exact="naive"``, factored otherwise."""
-        naive = settings.head == "softmax" or settings.exact == "naive"
-        return NaiveHead if naive else FactoredHead
-
-    @classmethod
-    def has_dense_updates(cls, settings: Settings) -> bool:
-        return cls._form(settings) is NaiveHead
-
-    @classmethod
-    def parameter_shapes(cls, vocab_size: int, settings: Settings) -> dict[str, tuple[int, ...]]:
-        if cls is ExactHead:
-            return cls._form(settings).parameter_shapes(vocab_size, settings)
-        return super().parameter_shapes(vocab_size, settings)
-
-    @classmethod
-    def upgraded_parameters(
-        cls, parameters: dict[str, np.ndarray], settings: Settings
-    ) -> dict[str, np.ndarray]:
-        if cls is ExactHead:
-            return cls._form(settings).upgraded_parameters(parameters, settings)
-        return super().upgraded_parameters(parameters, settings)
-
     def __init__(
         self,
-        loss: SphericalFamilyLoss | FullSoftmax,
+        loss: ExactLoss,
         vocab: Vocabulary,
         settings: Settings,
         ops: Ops,
@@ -410,7 +205,7 @@ class NaiveHead(ExactHead):
 
     def __init__(
         self,
-        loss: SphericalFamilyLoss | FullSoftmax,
+        loss: ExactLoss,
         vocab: Vocabulary,
         settings: Settings,
         ops: Ops,
@@ -427,6 +222,10 @@ class NaiveHead(ExactHead):
             dtype,
             parameters,
         )
+
+    @classmethod
+    def has_dense_updates(cls, settings: Settings) -> bool:
+        return True
 
     @classmethod
     def parameter_shapes(cls, vocab_size: int, settings: Settings) -> dict[str, tuple[int, ...]]:
@@ -515,7 +314,8 @@ class FactoredHead(ExactHead):
             np.ascontiguousarray(hidden, dtype=state.basis.dtype),
             np.ascontiguousarray(targets),
             float(lr),
-            self.loss.kind,
+            self.loss.target,
+            self.loss.example,
             self.loss.constants,
             STABILITY_CAP,
             workspace,
@@ -550,7 +350,7 @@ class FactoredHead(ExactHead):
         scores = xp.matmul(gathered, mixed[:, :, None])[:, :, 0].astype(np.float64)
         scores += shared[:, None]
         loss, grad_q, grad_s, grad_scores = self.loss.derivatives(
-            self.ops, q, s, scores, present, self.vocab_size
+            xp, q, s, scores, present, self.vocab_size
         )
         target_total = grad_scores.sum(axis=1)  # y_j^T 1
         step_scores = grad_scores.astype(compute)
@@ -633,11 +433,10 @@ class FactoredHead(ExactHead):
         return self.ops.to_host(self.state.weights())
 
 
-#: The loss of each exact head, from the settings.
-LOSSES: dict[str, type[SphericalFamilyLoss | FullSoftmax]] = {
-    "spherical": SphericalSoftmax,
-    "squared": SquaredError,
-    "taylor": TaylorSoftmax,
-    "zloss": ZLoss,
-    "softmax": FullSoftmax,
-}
+@cache
+def exact_head(loss_type: type[ExactLoss], form: str) -> type[ExactHead]:
+    """The head class of ``loss_type`` in ``form`` (``factored`` or ``naive``; a loss
+    without a factored form is always naive)."""
+    base = FactoredHead if form == "factored" and loss_type.factored else NaiveHead
+    name = f"{base.__name__}[{loss_type.name}]"
+    return type(name, (base,), {"loss_type": loss_type, "name": loss_type.name})

@@ -26,18 +26,12 @@ goes to SciPy's OpenBLAS (see :meth:`Ops.gemm`).
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import numpy as np
 from numba import njit
 from numba.extending import overload
 
 from embedtrain.cpu_kernels import scatter_scaled_rows, sparse_gram, spd_inverse
 
-SQUARED = 0
-SPHERICAL = 1
-TAYLOR = 2
-ZLOSS = 3
 #: Loops vectorise with reassociation and fused multiply-adds; NaN and infinity keep
 #: their IEEE behaviour, so a diverging run is still caught by the finiteness check.
 FAST = {"reassoc", "contract", "nsz", "arcp"}
@@ -140,14 +134,6 @@ def _add_identity(matrix, sign):
     return matrix
 
 
-class LossConstants(NamedTuple):
-    """A spherical-family loss's constants, as the compiled step reads them."""
-
-    epsilon: float = 0.0  # spherical softmax's
-    sharpness: float = 0.0  # the Z-loss's a
-    margin: float = 0.0  # the Z-loss's b
-
-
 @njit(cache=True)
 def state_rows(dim):
     """Where the blocks of the packed state [Q; U; r^T; c^T; U^-T] ((3d + 2) x d, float64)
@@ -178,19 +164,24 @@ def _carve(workspace, offset, rows, columns):
 
 
 @njit(fastmath=FAST, cache=True)
-def _softplus(x):
-    """log(1 + e^x) without overflow."""
-    return max(x, 0.0) + np.log1p(np.exp(-abs(x)))
-
-
-@njit(fastmath=FAST, cache=True)
 def factored_step(
-    basis, state, hidden, targets, lr, loss_kind, constants, cap, workspace, mirrored
+    basis,
+    state,
+    hidden,
+    targets,
+    lr,
+    loss_target,
+    loss_example,
+    constants,
+    cap,
+    workspace,
+    mirrored,
 ):
     """One exact minibatch step on V (``basis``, updated in place at the target rows) and
     ``state`` = [Q; U; r^T; c^T; U^-T] (float64, (3d + 2) x d, updated in place).
 
-    ``constants`` are the loss's :class:`LossConstants`; ``hidden`` is
+    ``loss_target``, ``loss_example`` and ``constants`` are the loss's two compiled
+    functions and its constants (:mod:`embedtrain.heads.losses`); ``hidden`` is
     C-contiguous in V's dtype; ``workspace`` holds at least :func:`workspace_size`
     elements of it and starts with a copy of ``state`` in that dtype, which the step
     keeps current; ``mirrored`` says whether that copy is already there (False after
@@ -200,7 +191,6 @@ def factored_step(
     vocab_size, dim = basis.shape
     m, width = targets.shape
     h = hidden
-    epsilon, sharpness, margin = constants.epsilon, constants.sharpness, constants.margin
     mix_at, shared_at, sum_at, inverse_at, height = state_rows(dim)
 
     mirror, at = _carve(workspace, 0, height, dim)
@@ -236,12 +226,9 @@ def factored_step(
             q += h[j, i] * products[j, i]
         shared = products[j, shared_at]
         s = products[j, sum_at]
-        mean = s / vocab_size
-        deviation = np.sqrt(q / vocab_size - mean * mean)  # the Z-loss's sigma
         count = 0
-        targets_product = 1.0  # spherical, Taylor: prod_t of P's numerators, logged once
-        pull_sum = 0.0  # Z-loss: sum_t of -dL/dz_t, and of -dL/dz_t z_t
-        pull_z = 0.0
+        first = 0.0  # the loss's two sums over the example's targets
+        second = 0.0
         mixed = products[j, mix_at:shared_at]
         summed = target_sum[j]
         for k in range(width):
@@ -253,28 +240,10 @@ def factored_step(
             for i in range(dim):
                 score += row[i] * mixed[i]
             score += shared
-            if loss_kind == SQUARED:
-                loss += 1.0 - 2.0 * score
-                value = -2.0
-            elif loss_kind == ZLOSS:
-                z = (score - mean) / deviation
-                argument = sharpness * (margin - z)
-                loss += _softplus(argument) / sharpness
-                pull = 1.0 / (1.0 + np.exp(-argument))
-                pull_sum += pull
-                pull_z += pull * z
-                value = -pull / deviation
-            else:
-                if loss_kind == SPHERICAL:
-                    target = score * score + epsilon
-                    value = -2.0 * score / target
-                else:  # TAYLOR
-                    target = 1.0 + score + 0.5 * score * score
-                    value = -(1.0 + score) / target
-                targets_product *= target
-                if not (1e-150 < targets_product < 1e150):  # one log per example, no underflow
-                    loss -= np.log(targets_product)
-                    targets_product = 1.0
+            term, value, first_term, second_term = loss_target(score, q, s, vocab_size, constants)
+            loss += term
+            first += first_term
+            second += second_term
             examples[pairs + count] = j
             words[pairs + count] = word
             values[pairs + count] = value
@@ -284,21 +253,8 @@ def factored_step(
             for i in range(dim):
                 summed[i] += weight * row[i]
         pairs += count
-        if loss_kind == SQUARED:
-            loss += count * q
-            grad_q[j] = count
-        elif loss_kind == SPHERICAL:
-            norm = q + vocab_size * epsilon
-            loss += count * np.log(norm) - np.log(targets_product)
-            grad_q[j] = count / norm
-        elif loss_kind == TAYLOR:
-            norm = vocab_size + s + 0.5 * q
-            loss += count * np.log(norm) - np.log(targets_product)
-            grad_q[j] = 0.5 * count / norm
-            grad_s[j] = count / norm
-        else:  # ZLOSS
-            grad_q[j] = pull_z / (2.0 * vocab_size * deviation * deviation)
-            grad_s[j] = (pull_sum - mean * pull_z / deviation) / (vocab_size * deviation)
+        term, grad_q[j], grad_s[j] = loss_example(count, first, second, q, s, vocab_size, constants)
+        loss += term
 
     sparse_part = stacked[2 * m :]
     np.dot(target_sum, mix, sparse_part)
