@@ -15,6 +15,7 @@ from embedtrain.embeddings import Embeddings
 from embedtrain.engines import choose_engine
 from embedtrain.errors import TrainingInterrupted
 from embedtrain.evaluate import load_vectors
+from embedtrain.heads import resolve, resolved_settings
 from embedtrain.model import Model, is_model_file
 from embedtrain.settings import Settings
 from embedtrain.training import (
@@ -109,8 +110,8 @@ def resolve_settings(resume: str | os.PathLike | None = None, **options: Any) ->
     """The settings a run will use: the defaults with ``options``, or a saved model's with
     the options a resumed run may change; validated."""
     if resume is not None:
-        return Model.saved_settings(resume).resumed_with(**options)
-    return Settings.from_options(**options)
+        return resolve(Model.saved_settings(resume).resumed_with(**options))
+    return resolved_settings(**options)
 
 
 def load(path: str | os.PathLike) -> Embeddings:

@@ -42,9 +42,6 @@ from embedtrain.settings import (
     MAX_LSH_BITS,
     MODELS,
     Settings,
-    head_default_bias_feature,
-    head_default_init_norm,
-    head_default_lr,
 )
 from embedtrain.signals import signals_set_flag, stop_signals_interrupt
 
@@ -77,7 +74,7 @@ def _train_parser(commands) -> None:
         "train",
         help="train word vectors on a corpus",
         description="Train word vectors. Defaults follow word2vec/gensim (d=100, window 5, "
-        f"5 negatives, sample 1e-3, min_count 5, 5 epochs, lr {head_default_lr(DEFAULTS):g} -> "
+        f"5 negatives, sample 1e-3, min_count 5, 5 epochs, lr {HEADS[DEFAULTS.head].default_lr(DEFAULTS):g} -> "
         f"{DEFAULTS.min_lr:g} for the default head).",
     )
     p.add_argument(
@@ -137,7 +134,7 @@ def _train_parser(commands) -> None:
         "--lr",
         type=float,
         help="initial learning rate; 0 picks the head's: "
-        f"{_per_head(lambda name: head_default_lr(Settings(head=name)), HEADS)} (default: 0)",
+        f"{_per_head(lambda name: HEADS[name].default_lr(Settings(head=name)), HEADS)} (default: 0)",
     )
     p.add_argument(
         "--min-lr", type=float, help=f"final learning rate, reached linearly (default: {d.min_lr})"
@@ -178,14 +175,14 @@ def _train_parser(commands) -> None:
         type=float,
         help="exact heads: a constant appended to every hidden vector, so that each word's "
         "output row gains a bias; 0 disables (default: "
-        f"{_per_head(lambda name: head_default_bias_feature(Settings(head=name)), exact)})",
+        f"{_per_head(lambda name: HEADS[name].default_bias_feature(Settings(head=name)), exact)})",
     )
     p.add_argument(
         "--init-norm",
         type=float,
         help="expected norm of each input vector at the start: uniform in [-w, w), w = norm "
         "sqrt(3 / d) (default: the head's; at d = 100 "
-        f"{_per_head(lambda name: head_default_init_norm(Settings(head=name)), HEADS)}: "
+        f"{_per_head(lambda name: HEADS[name].default_init_norm(Settings(head=name)), HEADS)}: "
         "gensim's w = 1/d, except where a head measured better)",
     )
     p.add_argument(
@@ -359,7 +356,6 @@ def _run_train(args: argparse.Namespace) -> int:
     """Check the outputs, train through the API, write the outputs."""
     from embedtrain.api import resolve_settings, train
     from embedtrain.atomic import check_writable
-    from embedtrain.heads import head_kind
 
     corpus_path = args.corpus if args.corpus is not None else str(shipped_corpus())
     _check_distinct_paths(args, corpus_path)
@@ -369,7 +365,7 @@ def _run_train(args: argparse.Namespace) -> int:
     options = _options_given(args)
     settings = resolve_settings(args.resume, **options)
     if args.save_output:
-        head_kind(settings).require_output_vectors(settings.head)
+        settings.head_class.require_output_vectors(settings.head)
     partial = args.save_model or _partial_path(args.output)
     check_writable(partial)
     started = time.perf_counter()

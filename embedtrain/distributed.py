@@ -39,7 +39,7 @@ from embedtrain.batching import DEFAULT_JOB_WORDS, EncodedCorpus, job_words
 from embedtrain.corpus import Corpus
 from embedtrain.engines import choose_engine, make_engine
 from embedtrain.errors import ClusterError, CorpusError
-from embedtrain.heads import head_kind
+from embedtrain.heads import resolve
 from embedtrain.history import EpochReport
 from embedtrain.model import Model
 from embedtrain.settings import Settings
@@ -205,7 +205,7 @@ class ShardWorker:
         count: int,
         allow_binary: bool = False,
     ) -> None:
-        self.settings = Settings.from_dict(settings)
+        self.settings = resolve(Settings.from_dict(settings))
         if not self.settings.cluster:  # choose_engine reads it: the compiled engine, the CPU
             raise ValueError("a shard worker trains a cluster run: settings.cluster must be set")
         self.corpus = Corpus(files, self.settings.max_sentence_length, allow_binary)
@@ -226,9 +226,9 @@ class ShardWorker:
         worker that holds this vocabulary already just answers)."""
         if self.vocab_words == words:
             return self.info
-        self.settings = Settings.from_dict(settings)
+        self.settings = resolve(Settings.from_dict(settings))
         vocab = Vocabulary(words, np.asarray(counts, dtype=np.int64), total)
-        shapes = head_kind(self.settings).parameter_shapes(len(vocab), self.settings)
+        shapes = self.settings.head_class.parameter_shapes(len(vocab), self.settings)
         placeholders = {name: np.zeros(shape, np.float32) for name, shape in shapes.items()}
         vectors = np.zeros((len(vocab), self.settings.dim), dtype=np.float32)
         engine, ops = choose_engine(self.settings)

@@ -25,7 +25,6 @@ from embedtrain import kernels
 from embedtrain.backend import NumpyOps, Ops, select_ops
 from embedtrain.batching import window_batch
 from embedtrain.errors import SettingsError
-from embedtrain.heads import head_kind
 from embedtrain.heads.base import PADDING
 from embedtrain.model import Model
 from embedtrain.rng import seed_state
@@ -142,7 +141,7 @@ def choose_engine(settings: Settings) -> tuple[str, Ops]:
         if settings.engine == "batched" or settings.device == "gpu":
             raise SettingsError("--cluster runs the compiled engine on the CPU of each worker")
         return "compiled", NumpyOps()
-    has_compiled_step = head_kind(settings).has_compiled_step
+    has_compiled_step = settings.head_class.has_compiled_step
     if settings.engine == "compiled":
         if not has_compiled_step:
             raise SettingsError(

@@ -20,7 +20,7 @@ import numpy as np
 from embedtrain.atomic import atomic_write
 from embedtrain.backend import Ops
 from embedtrain.errors import CorpusError, ModelFileError, SettingsError
-from embedtrain.heads import Head, head_kind
+from embedtrain.heads import Head, resolve
 from embedtrain.history import EpochReport
 from embedtrain.settings import Settings
 from embedtrain.vocab import Vocabulary
@@ -57,7 +57,7 @@ class Model:
     ) -> None:
         """A fresh model (seeded initialisation, the settings settled by the head for the
         vocabulary) or, given the arrays, one built from them."""
-        kind = head_kind(settings)
+        kind = settings.head_class
         if head_parameters is None:
             settings = kind.settle(settings, vocab, ops)
         self.vocab = vocab
@@ -156,7 +156,7 @@ class Model:
             raise ModelFileError(f"{path} is damaged (negative counts)")
         _check_array(path, "vectors", vectors, (len(words), settings.dim))
         vocab = Vocabulary(words, counts.astype(np.int64), total)
-        kind = head_kind(settings)
+        kind = settings.head_class
         expected = kind.parameter_shapes(len(vocab), settings)
         if header.get("format") == 2:
             head = kind.upgraded_parameters(head, settings)
@@ -216,8 +216,7 @@ def _header(path: str | Path, data) -> tuple[dict, Settings]:
         header = json.loads(str(data["header"]))
         if header.get("format") not in READABLE_FORMATS:
             raise ModelFileError(f"{path}: unsupported model format {header.get('format')}")
-        settings = Settings.from_dict(header["settings"])
-        settings.validate()
+        settings = resolve(Settings.from_dict(header["settings"]))
     except (KeyError, ValueError, TypeError, AttributeError, EOFError, OSError) as exc:
         raise ModelFileError(f"{path} is not an embedtrain model file ({_reason(exc)})") from exc
     except _DAMAGED as exc:

@@ -1,10 +1,13 @@
 """Training settings: every option's name, default (word2vec/gensim's where sensible) and
-validation, defined once for the Python API and the command line."""
+validation, defined once for the Python API and the command line.
+
+This module knows no head: :func:`embedtrain.heads.resolve` fills in what depends on the
+head (its defaults, its limits) and binds the head's class to the settings, once."""
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from numbers import Integral, Real
 from typing import Any
 
@@ -72,12 +75,12 @@ class Settings:
     cluster: str = ""  # "": one process; ray, auto or ray://HOST:PORT: see distributed.py
     workers: int = 2  # Ray worker actors, each with --threads threads and a corpus shard
     sync_words: int = 500_000  # words per worker and round: ~1 s of compute against a ~0.3 s merge
+    #: The head's class, bound by :func:`embedtrain.heads.resolve` (not an option, not saved).
+    head_class: Any = field(default=None, repr=False, compare=False, metadata={"saved": False})
 
     def validate(self) -> None:
-        """Raise :class:`SettingsError` naming the first nonsensical value, then let the
-        head check its own limits."""
-        from embedtrain.heads import head_kind
-
+        """Raise :class:`SettingsError` naming the first nonsensical value (the head's own
+        limits are checked by :func:`embedtrain.heads.resolve`)."""
         for name, value in self.to_dict().items():
             expected = _TYPES[name]
             if value is None and name in _OPTIONAL:
@@ -88,7 +91,6 @@ class Settings:
         for name, value in self.to_dict().items():
             if isinstance(value, float) and not math.isfinite(value):
                 raise SettingsError(f"--{_flag(name)} must be a finite number, not {value}")
-        kind = head_kind(self)
         checks = [
             (self.model in MODELS, f"--model must be one of {', '.join(MODELS)}"),
             (self.dim > 0, "--dim must be positive"),
@@ -149,10 +151,10 @@ class Settings:
         for ok, message in checks:
             if not ok:
                 raise SettingsError(message)
-        kind.check_settings(self)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The options, as saved with a model."""
+        return {name: getattr(self, name) for name in _TYPES}
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> Settings:
@@ -163,66 +165,32 @@ class Settings:
 
     @classmethod
     def from_options(cls, **options: Any) -> Settings:
-        """Defaults overridden by ``options`` (the API's keyword arguments), validated."""
+        """Defaults overridden by ``options`` (the API's keyword arguments), not yet
+        resolved (:func:`embedtrain.heads.resolve`)."""
         unknown = sorted(set(options) - _TYPES.keys())
         if unknown:
             raise SettingsError(f"unknown option {unknown[0]!r}; options are {', '.join(_TYPES)}")
-        settings = replace(cls(), **options)
-        if isinstance(settings.lr, Real) and settings.lr == 0:
-            settings.lr = head_default_lr(settings)
-        if settings.bias_feature is None:
-            settings.bias_feature = head_default_bias_feature(settings)
-        settings.validate()
-        if settings.init_norm is None:  # after validation: it depends on dim
-            settings.init_norm = head_default_init_norm(settings)
-        return settings
+        return replace(cls(), **options)
 
     def resumed_with(self, **options: Any) -> Settings:
-        """These (saved) settings with the options a resumed run may change."""
+        """These (saved) settings with the options a resumed run may change, not yet
+        resolved."""
         changed = sorted(set(options) - set(RESUMABLE_OVERRIDES))
         if changed:
             raise SettingsError(
                 f"a resumed run keeps its saved settings; only {', '.join(RESUMABLE_OVERRIDES)} "
                 f"may be given (not {', '.join(changed)})"
             )
-        settings = replace(self, **options)
-        settings.validate()
-        return settings
-
-
-def _head_class(settings: Settings):
-    """The head class named by ``settings.head``, or None (an unknown head name is
-    reported by :meth:`Settings.validate`)."""
-    from embedtrain.heads import HEADS, head_kind
-
-    return HEADS.get(settings.head) and head_kind(settings)
-
-
-def head_default_lr(settings: Settings) -> float:
-    """The initial learning rate ``lr = 0`` stands for: the head's."""
-    kind = _head_class(settings)
-    return kind.default_lr(settings) if kind is not None else 0.0
-
-
-def head_default_init_norm(settings: Settings) -> float | None:
-    """The input vectors' start norm ``init_norm = None`` stands for: the head's."""
-    kind = _head_class(settings)
-    return kind.default_init_norm(settings) if kind is not None else None
-
-
-def head_default_bias_feature(settings: Settings) -> float | None:
-    """The constant feature ``bias_feature = None`` stands for: the head's."""
-    kind = _head_class(settings)
-    return kind.bias_feature(settings) if kind is not None else None
+        return replace(self, **options)
 
 
 def _flag(name: str) -> str:
     return name.replace("_", "-")
 
 
+_OPTIONS = [f for f in fields(Settings) if f.metadata.get("saved", True)]
 _TYPES: dict[str, type] = {
-    f.name: {"int": Integral, "float": Real, "str": str}[f.type.split(" | ")[0]]
-    for f in fields(Settings)
+    f.name: {"int": Integral, "float": Real, "str": str}[f.type.split(" | ")[0]] for f in _OPTIONS
 }
-_OPTIONAL = {f.name for f in fields(Settings) if "None" in f.type}
+_OPTIONAL = {f.name for f in _OPTIONS if "None" in f.type}
 _TYPE_NAMES = {Integral: "an integer", Real: "a number", str: "a string"}

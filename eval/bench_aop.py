@@ -42,8 +42,7 @@ import embedtrain
 from embedtrain import training
 from embedtrain.backend import NumpyOps
 from embedtrain.corpus import Corpus
-from embedtrain.heads import head_kind
-from embedtrain.settings import Settings
+from embedtrain.heads import resolved_settings
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -73,7 +72,7 @@ def step_times(
     head: str, prefix: Path, configs: list[dict[str, Any]], args: argparse.Namespace
 ) -> list[float]:
     """Milliseconds per minibatch step of each configuration's head."""
-    settings = Settings.from_options(head=head, **BASE)
+    settings = resolved_settings(head=head, **BASE)
     with Corpus(prefix) as corpus:
         vocab = training.scan_vocabulary(corpus, settings, quiet=True)
     ops = NumpyOps()
@@ -82,10 +81,9 @@ def step_times(
     )
     runs = []
     for config in configs:
-        settled = head_kind(head).settle(
-            Settings.from_options(head=head, **BASE, **config), vocab, ops
-        )
-        runs.append((head_kind(head).create(vocab, settled, ops, 1), batches))
+        configured = resolved_settings(head=head, **BASE, **config)
+        settled = configured.head_class.settle(configured, vocab, ops)
+        runs.append((settled.head_class.create(vocab, settled, ops, 1), batches))
     per_example = time_heads(runs, 1e-4, args.repeats)
     return [1e3 * t * BASE["batch_size"] for t in per_example]
 

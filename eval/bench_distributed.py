@@ -32,6 +32,7 @@ from typing import Any
 import embedtrain
 from embedtrain.distributed import ClusterStats, parameter_arrays
 from embedtrain.embeddings import Embeddings
+from embedtrain.heads import resolved_settings
 from embedtrain.ray_cluster import import_ray, train_on_cluster
 from embedtrain.settings import Settings
 
@@ -55,7 +56,7 @@ def run_single(corpus: str, options: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_cluster(corpus: str, options: dict[str, Any], sync_words: int) -> dict[str, Any]:
-    settings = Settings.from_options(
+    settings = resolved_settings(
         cluster="ray", workers=2, threads=1, sync_words=sync_words, **options
     )
     stats = ClusterStats()

@@ -28,10 +28,10 @@ from pathlib import Path
 import numpy as np
 
 from embedtrain.backend import NumpyOps
+from embedtrain.heads import resolved_settings
 from embedtrain.heads.base import PADDING
 from embedtrain.heads.exact import FactoredHead, NaiveHead
 from embedtrain.heads.losses import SphericalSoftmax, SquaredError
-from embedtrain.settings import Settings
 from embedtrain.vocab import Vocabulary
 
 HERE = Path(__file__).resolve().parent
@@ -92,7 +92,7 @@ def speedup(args: argparse.Namespace) -> None:
                 rng, vocab_size, dim, args.batch, 10, args.factored_steps
             )
             for name, loss in LOSSES.items():
-                settings = Settings.from_options(dim=dim, head=name)
+                settings = resolved_settings(dim=dim, head=name)
                 naive, factored = time_heads(
                     [
                         (NaiveHead(loss(), vocab, settings, NumpyOps(), 0), naive_batches),

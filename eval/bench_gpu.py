@@ -26,8 +26,7 @@ import numpy as np
 from embedtrain.backend import NumpyOps, Ops, gpu_ops
 from embedtrain.corpus import shipped_corpus
 from embedtrain.errors import GpuUnavailable
-from embedtrain.heads import head_kind
-from embedtrain.settings import Settings
+from embedtrain.heads import resolved_settings
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -73,8 +72,8 @@ def words_per_second(
 
 def pairs_per_second(ops: Ops, name: str, vocab_size: int, dim: int, m: int, steps: int) -> float:
     vocab = zipf_vocabulary(vocab_size)
-    settings = Settings(dim=dim, head=name)
-    head = head_kind(name).create(vocab, settings, ops, 0)
+    settings = resolved_settings(dim=dim, head=name)
+    head = settings.head_class.create(vocab, settings, ops, 0)
     batches = [
         (ops.asarray(h), ops.asarray(t))
         for h, t in make_batches(np.random.default_rng(0), vocab_size, dim, m, 10, steps + 1)

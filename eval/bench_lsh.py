@@ -41,6 +41,7 @@ import numpy as np
 from numba import njit
 
 import embedtrain
+from embedtrain.heads import resolved_settings
 from embedtrain.heads.lsh import LshNegativeSampling
 from embedtrain.heads.lsh_kernels import draw_negatives
 from embedtrain.rng import seed_state, uniform
@@ -285,7 +286,7 @@ def main() -> None:
             for name, found in checkpoints.items():
                 results[name] = summary(found, budget)
                 if options[name]["head"] == "lsh":
-                    settings = Settings.from_options(**options[name])
+                    settings = resolved_settings(**options[name])
                     cost = sampling_cost(found[-1]["model"], settings, args.sampling_examples)
                     results[name]["sampling"] = cost
             report["results"][key] = results

@@ -32,8 +32,8 @@ from embedtrain import distributed
 from embedtrain.backend import NumpyOps
 from embedtrain.distributed import InProcessCluster, RowBlock, build_vocabulary_on, train_on
 from embedtrain.embeddings import Embeddings
+from embedtrain.heads import resolved_settings
 from embedtrain.model import Model
-from embedtrain.settings import Settings
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -71,7 +71,7 @@ def run_variant(corpus: str, options: dict[str, Any], variant: str) -> dict[str,
     distributed.merge_deltas = {"mean": SHIPPED_MERGE, "sum": merge_sum}[rule]
     distributed.job_rates = SHIPPED_RATES if scale == "workers" else rates_times(float(scale))
     try:
-        settings = Settings.from_options(
+        settings = resolved_settings(
             cluster="ray",  # a cluster run's settings (ShardWorker requires them), no Ray
             workers=int(workers),
             threads=1,

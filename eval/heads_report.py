@@ -66,7 +66,7 @@ import numpy as np
 
 import embedtrain
 from embedtrain.corpus import open_corpus
-from embedtrain.heads import HEADS
+from embedtrain.heads import HEADS, resolved_settings
 from embedtrain.settings import Settings
 
 SCORES = {"analogy": "questions-words.txt", "ws353": "wordsim353.tsv", "simlex": "simlex999.txt"}
@@ -607,7 +607,7 @@ def train_all(args: argparse.Namespace) -> dict[str, Any]:
     """Train and score every head in turn; the report as ``--json`` writes it."""
     options = options_of(args)
     for head in args.heads:  # refuse bad settings before reading the corpus
-        Settings.from_options(**options, head=head)
+        resolved_settings(**options, head=head)
     with tempfile.TemporaryDirectory(prefix="embedtrain-heads-") as name:
         scratch = Path(name)
         corpora = split_corpus(args, scratch)

@@ -25,14 +25,14 @@ from typing import Any
 import numpy as np
 
 import embedtrain
-from embedtrain.settings import Settings, head_default_init_norm
+from embedtrain.heads import resolved_settings
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from heads_report import scores_of, write_prefix
 
 #: gensim's initial norm at d = 100 (uniform in [-1/d, 1/d)): every head's but the Z-loss's.
-GENSIM_NORM = head_default_init_norm(Settings(head="ns"))
+GENSIM_NORM = resolved_settings(head="ns").init_norm
 #: The earlier defaults: gensim's initial norm, no bias feature, a = 0.1, b = 10.
 BEFORE = {"init_norm": GENSIM_NORM, "bias_feature": 0.0, "zloss_a": 0.1, "zloss_b": 10.0}
 #: Today's defaults (the head's), pinned so that the table outlives a change of them.

@@ -80,11 +80,11 @@ def train_model(corpus_path, callbacks=(), **options):
     model and the training result that the API wraps."""
     from embedtrain.corpus import Corpus
     from embedtrain.engines import choose_engine
+    from embedtrain.heads import resolved_settings
     from embedtrain.model import Model
-    from embedtrain.settings import Settings
     from embedtrain.training import encode_corpus, run_training, scan_vocabulary
 
-    settings = Settings.from_options(**options)
+    settings = resolved_settings(**options)
     engine, ops = choose_engine(settings)
     with Corpus(corpus_path) as corpus:
         vocab = scan_vocabulary(corpus, settings, quiet=True)

@@ -8,6 +8,7 @@ from conftest import numeric_gradient
 
 from embedtrain.backend import NumpyOps, Ops
 from embedtrain.errors import SettingsError
+from embedtrain.heads import resolved_settings
 from embedtrain.heads.adaptive import AdaptiveSoftmax, choose_cutoffs, expected_cost
 from embedtrain.heads.base import PADDING
 from embedtrain.settings import Settings
@@ -175,7 +176,7 @@ def test_expected_cost_by_hand():
 @pytest.mark.parametrize("cutoffs", ["0,10", "10,5", "a,b", "5,5"])
 def test_bad_cutoffs_are_refused(cutoffs):
     with pytest.raises(SettingsError, match="--cutoffs"):
-        Settings.from_options(head="adaptive", cutoffs=cutoffs)
+        resolved_settings(head="adaptive", cutoffs=cutoffs)
 
 
 def test_cutoffs_beyond_the_vocabulary_are_refused():

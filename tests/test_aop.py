@@ -8,8 +8,8 @@ import pytest
 
 import embedtrain
 from embedtrain.backend import NumpyOps
+from embedtrain.heads import resolved_settings
 from embedtrain.heads.aop import ApproximateOuterProduct
-from embedtrain.settings import Settings
 
 FAST = {"dim": 12, "epochs": 1, "min_count": 2, "device": "cpu", "model": "skipgram"}
 
@@ -181,8 +181,8 @@ def test_small_k_changes_training_and_reports_its_memory(structured_corpus):
 @pytest.mark.parametrize("head,exact_form", [("ns", "factored"), ("squared", "factored")])
 def test_heads_without_dense_updates_refuse_aop(head, exact_form):
     with pytest.raises(embedtrain.SettingsError, match="--aop-k"):
-        Settings.from_options(head=head, exact=exact_form, aop_k=8)
-    Settings.from_options(head="squared", exact="naive", aop_k=8)
+        resolved_settings(head=head, exact=exact_form, aop_k=8)
+    resolved_settings(head="squared", exact="naive", aop_k=8)
 
 
 @pytest.mark.parametrize(
@@ -191,4 +191,4 @@ def test_heads_without_dense_updates_refuse_aop(head, exact_form):
 )
 def test_nonsense_aop_options_are_refused(option, value):
     with pytest.raises(embedtrain.SettingsError, match=option.replace("_", "-")):
-        Settings.from_options(head="softmax", **{option: value})
+        resolved_settings(head="softmax", **{option: value})

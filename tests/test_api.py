@@ -16,7 +16,7 @@ import embedtrain
 from embedtrain.backend import CupyOps, NumpyOps
 from embedtrain.cli import main
 from embedtrain.engines import choose_engine
-from embedtrain.settings import Settings
+from embedtrain.heads import resolved_settings
 
 #: Small, fast and deterministic: one thread, the compiled engine, the generated corpus.
 FAST = {"dim": 16, "epochs": 2, "threads": 1, "seed": 1, "sample": 0, "min_count": 2}
@@ -286,7 +286,7 @@ def no_cupy(monkeypatch):
     ],
 )
 def test_engine_rule_on_the_cpu(no_cupy, engine, device, head, chosen):
-    name, ops = choose_engine(Settings(engine=engine, device=device, head=head))
+    name, ops = choose_engine(resolved_settings(engine=engine, device=device, head=head))
     assert name == chosen and isinstance(ops, NumpyOps)
 
 
@@ -297,23 +297,23 @@ def test_engine_rule_with_a_gpu(monkeypatch):
     monkeypatch.setitem(sys.modules, "cupy", cupy)
     monkeypatch.setitem(sys.modules, "cupyx", cupyx)
     for engine, device in [("auto", "auto"), ("auto", "gpu"), ("batched", "auto")]:
-        name, ops = choose_engine(Settings(engine=engine, device=device, head="ns"))
+        name, ops = choose_engine(resolved_settings(engine=engine, device=device, head="ns"))
         assert name == "batched" and isinstance(ops, CupyOps)
-    name, ops = choose_engine(Settings(engine="compiled", device="auto", head="ns"))
+    name, ops = choose_engine(resolved_settings(engine="compiled", device="auto", head="ns"))
     assert name == "compiled" and isinstance(ops, NumpyOps)
     with pytest.raises(embedtrain.SettingsError, match="runs on the CPU"):
-        choose_engine(Settings(engine="compiled", device="gpu", head="ns"))
+        choose_engine(resolved_settings(engine="compiled", device="gpu", head="ns"))
     # A cluster's workers run the compiled engine on their CPU even where a GPU is usable.
-    name, ops = choose_engine(Settings(cluster="ray", head="ns"))
+    name, ops = choose_engine(resolved_settings(cluster="ray", head="ns"))
     assert name == "compiled" and isinstance(ops, NumpyOps)
     for refused in [{"engine": "batched"}, {"device": "gpu"}]:
         with pytest.raises(embedtrain.SettingsError, match="compiled engine on the CPU"):
-            choose_engine(Settings(cluster="ray", head="ns", **refused))
+            choose_engine(resolved_settings(cluster="ray", head="ns", **refused))
 
 
 def test_gpu_fallback_is_logged_not_printed(no_cupy, caplog, capsys):
     with caplog.at_level(logging.INFO, logger="embedtrain"):
-        choose_engine(Settings(device="auto"))
+        choose_engine(resolved_settings(device="auto"))
     assert "training on the CPU" in caplog.text
     assert capsys.readouterr().err == ""
 

@@ -12,6 +12,7 @@ from embedtrain import backend
 from embedtrain.backend import CupyOps, NumpyOps, Ops, select_ops
 from embedtrain.cli import main
 from embedtrain.errors import GpuUnavailable
+from embedtrain.heads import resolved_settings
 
 #: The generic backend (the array forms) and the host backend (compiled overrides).
 BACKENDS = pytest.mark.parametrize("backend", [Ops, NumpyOps], ids=["generic", "numpy"])
@@ -157,7 +158,6 @@ def test_training_through_cupy_ops_on_fake_cupy(with_fake_cupy, structured_corpu
     from conftest import train_model
 
     from embedtrain.engines import choose_engine
-    from embedtrain.settings import Settings
 
     with_fake_cupy()
     options = {
@@ -169,7 +169,7 @@ def test_training_through_cupy_ops_on_fake_cupy(with_fake_cupy, structured_corpu
         "batch_size": 16,
         "threads": 1,
     }
-    engine, ops = choose_engine(Settings(device="gpu", **options))
+    engine, ops = choose_engine(resolved_settings(device="gpu", **options))
     assert engine == "batched" and isinstance(ops, CupyOps)
     model, _ = train_model(structured_corpus, device="gpu", **options)
     assert isinstance(model.ops, CupyOps)

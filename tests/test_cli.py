@@ -12,7 +12,7 @@ import pytest
 
 import embedtrain
 from embedtrain.cli import main
-from embedtrain.settings import Settings
+from embedtrain.heads import resolved_settings
 
 FAST = ["--dim", "16", "--epochs", "1", "--threads", "1", "--device", "cpu", "--quiet"]
 
@@ -262,10 +262,10 @@ def test_help_lists_defaults(capsys):
 def test_lr_zero_is_the_heads_default_and_is_saved_explicitly():
     """lr = 0 stands for the head's rate, resolved once; the settings then hold the number
     (a resumed run, or a reader of ``.settings``, never sees the 0)."""
-    assert Settings.from_options().lr == 0.025
-    assert Settings.from_options(head="taylor").lr == 0.05
-    assert Settings.from_options(head="taylor", lr=0.2).lr == 0.2
-    assert Settings.from_options(head="squared", lr=0).lr == 0.025
+    assert resolved_settings().lr == 0.025
+    assert resolved_settings(head="taylor").lr == 0.05
+    assert resolved_settings(head="taylor", lr=0.2).lr == 0.2
+    assert resolved_settings(head="squared", lr=0).lr == 0.025
 
 
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])

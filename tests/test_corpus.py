@@ -14,6 +14,7 @@ from embedtrain import corpus as corpus_module
 from embedtrain.batching import SENTENCE_END, EncodedCorpus, prefetch
 from embedtrain.corpus import MAX_BAD_BYTE_SHARE, TEXT_CHECK_BYTES, Corpus, open_corpus
 from embedtrain.errors import CorpusError
+from embedtrain.heads import resolved_settings
 
 TEXT = "the cat sat\non the mat\n\nthe end"
 SENTENCES = [["the", "cat", "sat"], ["on", "the", "mat"], ["the", "end"]]
@@ -261,7 +262,6 @@ def test_a_long_token_is_copied_once(tmp_path, monkeypatch):
 def test_temporary_files_are_unlinked_at_once_and_training_reads_every_word(tmp_path, monkeypatch):
     from embedtrain.engines import choose_engine
     from embedtrain.model import Model
-    from embedtrain.settings import Settings
     from embedtrain.training import run_training, scan_vocabulary
 
     temporary = tmp_path / "tmp"
@@ -272,7 +272,7 @@ def test_temporary_files_are_unlinked_at_once_and_training_reads_every_word(tmp_
     counts = Counter(" ".join(lines).split())
     oracle = [[w for w in line.split() if counts[w] >= 2] for line in lines]
 
-    settings = Settings.from_options(dim=8, epochs=2, threads=1, min_count=2, sample=0, seed=1)
+    settings = resolved_settings(dim=8, epochs=2, threads=1, min_count=2, sample=0, seed=1)
     engine, ops = choose_engine(settings)
     with Corpus("-") as corpus:
         model = Model(scan_vocabulary(corpus, settings, quiet=True), settings, ops)

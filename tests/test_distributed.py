@@ -28,6 +28,7 @@ from embedtrain.distributed import (
     train_on,
 )
 from embedtrain.errors import SettingsError
+from embedtrain.heads import resolved_settings
 from embedtrain.model import Model
 from embedtrain.settings import Settings
 from embedtrain.vocab import build_vocabulary
@@ -59,7 +60,7 @@ class FakeCluster(InProcessCluster):
 
 def fake_run(corpus, cluster_setup=None, **options):
     """(model, result, stats, cluster) of a run on a FakeCluster, as train_on_cluster."""
-    settings = Settings.from_options(cluster="ray", **options)
+    settings = resolved_settings(cluster="ray", **options)
     cluster = FakeCluster([str(corpus)], settings)
     if cluster_setup:
         cluster_setup(cluster)
@@ -121,7 +122,7 @@ def test_row_delta_sends_the_changed_rows_and_their_bytes():
 
 
 def test_learning_rate_follows_the_global_word_count():
-    settings = Settings.from_options(lr=0.1, min_lr=0.0)
+    settings = resolved_settings(lr=0.1, min_lr=0.0)
     plan = RoundPlan(global_start=4_000, active_workers=4, total_words=100_000)
     # a worker 1,000 words into the round: the 4 workers have trained 4,000 words since 4,000
     # and each trains at 4 times the rate, so that the mean of 4 deltas is one process's step
@@ -141,7 +142,7 @@ def test_shards_partition_the_sentences(tmp_path):
 
 
 def test_vocabulary_counted_on_shards_is_the_single_process_one(structured_corpus):
-    settings = Settings.from_options(cluster="ray", workers=3, min_count=2)
+    settings = resolved_settings(cluster="ray", workers=3, min_count=2)
     cluster = FakeCluster([str(structured_corpus)], settings)
     vocab = build_vocabulary_on(cluster, settings, "c", quiet=True)
     with Corpus(structured_corpus) as corpus:
@@ -198,7 +199,7 @@ def test_a_worker_lost_mid_epoch_resumes_from_the_epoch_checkpoint(structured_co
 @pytest.mark.parametrize("head", ["softmax", "spherical", "adaptive", "lsh"])
 def test_cluster_refuses_heads_whose_copies_do_not_merge_by_row(head):
     with pytest.raises(SettingsError, match="--cluster trains the ns and hs heads only"):
-        Settings.from_options(cluster="ray", head=head)
+        resolved_settings(cluster="ray", head=head)
 
 
 @pytest.mark.parametrize(
@@ -211,7 +212,7 @@ def test_cluster_refuses_heads_whose_copies_do_not_merge_by_row(head):
 )
 def test_cluster_settings_are_checked(options, message):
     with pytest.raises(SettingsError, match=message):
-        Settings.from_options(**options)
+        resolved_settings(**options)
 
 
 def test_a_shard_worker_takes_only_a_cluster_runs_settings(structured_corpus):

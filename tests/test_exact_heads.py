@@ -6,7 +6,7 @@ import pytest
 from conftest import numeric_gradient
 
 from embedtrain.backend import NumpyOps, Ops
-from embedtrain.heads import exact, factored_kernel, factored_state
+from embedtrain.heads import exact, factored_kernel, factored_state, resolved_settings
 from embedtrain.heads.base import PADDING
 from embedtrain.heads.exact import FactoredHead, NaiveHead
 from embedtrain.heads.losses import (
@@ -449,12 +449,12 @@ def test_bias_feature_defaults_per_head_and_for_models_saved_without_it():
     (measured better); the other heads do not; a model saved before the option existed
     had none."""
     for head in ("taylor", "zloss"):
-        settings = Settings.from_options(head=head)
+        settings = resolved_settings(head=head)
         assert settings.bias_feature == 1.0
         assert FactoredHead.parameter_shapes(D, settings)["basis"] == (D, settings.dim + 1)
-        assert Settings.from_options(head=head, bias_feature=0).bias_feature == 0
+        assert resolved_settings(head=head, bias_feature=0).bias_feature == 0
     for head in ("spherical", "squared", "softmax", "ns"):
-        assert Settings.from_options(head=head).bias_feature == 0.0
-    saved = Settings.from_options(head="taylor").to_dict()
+        assert resolved_settings(head=head).bias_feature == 0.0
+    saved = resolved_settings(head="taylor").to_dict()
     del saved["bias_feature"]
     assert Settings.from_dict(saved).bias_feature == 0.0

@@ -13,6 +13,7 @@ from numba import njit
 from embedtrain import kernels
 from embedtrain.backend import NumpyOps
 from embedtrain.batching import window_batch
+from embedtrain.heads import resolved_settings
 from embedtrain.heads.base import PADDING, StepResult
 from embedtrain.rng import seed_state
 
@@ -123,12 +124,11 @@ def test_batched_engine_inputs(model):
     skip-gram: the centre word's own vector, with its context words as targets."""
     from embedtrain.engines import BatchedEngine
     from embedtrain.model import Model
-    from embedtrain.settings import Settings
     from embedtrain.vocab import Vocabulary
 
     counts = np.full(LENGTH, 10)
     vocab = Vocabulary([f"w{i}" for i in range(LENGTH)], counts, int(counts.sum()))
-    settings = Settings(model=model, dim=1, window=WINDOW, sample=0)
+    settings = resolved_settings(model=model, dim=1, window=WINDOW, sample=0)
     vectors = np.arange(LENGTH, dtype=np.float32)[:, None]
     engine_model = Model(vocab, settings, NumpyOps(), vectors=vectors)
     engine_model.head = RecordingHead()
@@ -210,12 +210,11 @@ class FixedGradientHead(RecordingHead):
 def batched_engine(model: str, head, length: int, window: int = 1, batch_size: int = 1024):
     from embedtrain.engines import BatchedEngine
     from embedtrain.model import Model
-    from embedtrain.settings import Settings
     from embedtrain.vocab import Vocabulary
 
     counts = np.full(length, 10)
     vocab = Vocabulary([f"w{i}" for i in range(length)], counts, int(counts.sum()))
-    settings = Settings(model=model, dim=1, window=window, sample=0, batch_size=batch_size)
+    settings = resolved_settings(model=model, dim=1, window=window, sample=0, batch_size=batch_size)
     vectors = np.zeros((length, 1), dtype=np.float32)
     engine_model = Model(vocab, settings, NumpyOps(), vectors=vectors)
     engine_model.head = head
@@ -258,12 +257,11 @@ def test_batched_noise_draws_are_independent_of_the_subsampling_draws():
     stream would make them agree every time)."""
     from embedtrain.engines import BatchedEngine
     from embedtrain.model import Model
-    from embedtrain.settings import Settings
     from embedtrain.vocab import Vocabulary
 
     counts = np.full(100, 10)
     vocab = Vocabulary([f"w{i}" for i in range(100)], counts, 1000)
-    settings = Settings(model="cbow", head="ns", dim=4, window=WINDOW, sample=0, batch_size=4096)
+    settings = resolved_settings(model="cbow", head="ns", dim=4, window=WINDOW, sample=0, batch_size=4096)
     model = Model(vocab, settings, NumpyOps())
     head = model.head
     first: dict[str, np.ndarray] = {}

@@ -9,6 +9,7 @@ from conftest import neighbour_purity, numeric_gradient
 import embedtrain
 from embedtrain.backend import NumpyOps
 from embedtrain.cli import main
+from embedtrain.heads import resolved_settings
 from embedtrain.heads.lsh import (
     BUCKET_CAPACITY,
     LshNegativeSampling,
@@ -224,7 +225,7 @@ def test_a_full_bucket_keeps_a_uniform_sample_of_its_words():
     kept with probability C / n (not the most frequent first), 5 standard errors."""
     words = 3 * BUCKET_CAPACITY
     vocab = Vocabulary([f"w{i}" for i in range(words)], np.arange(words, 0, -1), words)
-    settings = Settings.from_options(head="lsh", dim=DIM, lsh_bits=1, lsh_tables=1)
+    settings = resolved_settings(head="lsh", dim=DIM, lsh_bits=1, lsh_tables=1)
     head = LshNegativeSampling(vocab, settings, NumpyOps(), seed=0)
     head.output[:] = 1.0
     rebuilds = 300

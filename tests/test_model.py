@@ -12,6 +12,7 @@ from conftest import structured_sentences
 
 import embedtrain
 from embedtrain.backend import NumpyOps
+from embedtrain.heads import resolved_settings
 from embedtrain.model import Model
 
 OPTIONS = {"dim": 8, "epochs": 1, "threads": 1, "sample": 0, "min_count": 2, "progress": False}
@@ -156,12 +157,11 @@ def test_not_a_model_at_all(tmp_path):
 def test_fresh_input_vectors_are_uniform_in_the_heads_range(options, width):
     """Uniform in [-w, w): 50,000 draws at d = 50 reach within 1% of both ends, and the
     mean squared norm is d w^2 / 3 (within 2%, 5 standard errors)."""
-    from embedtrain.settings import Settings
     from embedtrain.vocab import Vocabulary
 
     counts = np.full(1000, 5)
     vocab = Vocabulary([f"w{i}" for i in range(1000)], counts, 5000)
-    settings = Settings.from_options(dim=50, **options)
+    settings = resolved_settings(dim=50, **options)
     vectors = Model(vocab, settings, NumpyOps()).host_vectors()
     assert vectors.min() >= -width and vectors.max() < width
     assert vectors.min() < -0.99 * width and vectors.max() > 0.99 * width

@@ -13,9 +13,9 @@ import embedtrain
 from embedtrain.backend import NumpyOps
 from embedtrain.cli import main
 from embedtrain.distributed import ClusterStats, build_vocabulary_on, parameter_arrays, train_on
+from embedtrain.heads import resolved_settings
 from embedtrain.model import Model
 from embedtrain.ray_cluster import RayCluster
-from embedtrain.settings import Settings
 
 ray = pytest.importorskip("ray")
 
@@ -48,7 +48,7 @@ def test_workers_import_this_checkout(local_ray):
 
 
 def test_two_ray_workers_end_identical_and_as_good_as_one_process(local_ray, structured_corpus):
-    settings = Settings.from_options(model="skipgram", head="ns", **FAST, **CLUSTER)
+    settings = resolved_settings(model="skipgram", head="ns", **FAST, **CLUSTER)
     cluster = RayCluster(ray, [str(structured_corpus)], settings, allow_binary=False)
     try:
         vocab = build_vocabulary_on(cluster, settings, "corpus", quiet=True)

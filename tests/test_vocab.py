@@ -3,6 +3,7 @@ import pytest
 
 from embedtrain.backend import NumpyOps
 from embedtrain.errors import SettingsError
+from embedtrain.heads import resolved_settings
 from embedtrain.heads.sparse import NegativeSampling
 from embedtrain.settings import Settings
 from embedtrain.vocab import Vocabulary, build_vocabulary, huffman_tree
@@ -38,7 +39,7 @@ def test_max_vocab_size_prunes_rare_words_while_counting():
 )
 def test_bad_vocab_parameters(option):
     with pytest.raises(SettingsError, match=next(iter(option)).replace("_", "-")):
-        Settings.from_options(**option)
+        resolved_settings(**option)
 
 
 def test_keep_probabilities_follow_word2vec_formula():

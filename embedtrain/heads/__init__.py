@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import replace
+from numbers import Real
+from typing import Any
+
 from embedtrain.errors import SettingsError
 from embedtrain.heads.adaptive import AdaptiveSoftmax
 from embedtrain.heads.base import PADDING, Head, StepResult
@@ -12,7 +17,7 @@ from embedtrain.heads.sparse import HierarchicalSoftmax, NegativeSampling
 from embedtrain.settings import Settings
 
 #: Each head name and its class; an exact loss's name stands for its head in the default
-#: (factored) form, ``settings.exact`` choosing the form (:func:`head_kind`).
+#: (factored) form, ``settings.exact`` choosing the form (:func:`resolve`).
 HEADS: dict[str, type[Head]] = {
     "ns": NegativeSampling,
     "lsh": LshNegativeSampling,
@@ -22,14 +27,58 @@ HEADS: dict[str, type[Head]] = {
 }
 
 
-def head_kind(settings: Settings) -> type[Head]:
-    """The class of the head ``settings`` name; :class:`SettingsError` for unknown names."""
-    if settings.head in LOSSES:
-        return exact_head(LOSSES[settings.head], settings.exact)
-    try:
-        return HEADS[settings.head]
-    except KeyError:
-        raise SettingsError(f"--head must be one of {', '.join(HEADS)}") from None
+def resolve(settings: Settings) -> Settings:
+    """``settings`` made ready to train with, the one place a head name is looked up: the
+    head's class bound to them (``settings.head_class``), the head's defaults written in
+    for ``lr = 0``, ``bias_feature = None`` and ``init_norm = None``, and every value
+    checked, the head's own limits included. :class:`SettingsError` names the first
+    value that is wrong."""
+    if not isinstance(settings.head, str) or settings.head not in HEADS:
+        raise SettingsError(f"--head must be one of {', '.join(HEADS)}")
+    kind = HEADS[settings.head]
+    if settings.head in LOSSES and isinstance(settings.exact, str):
+        kind = exact_head(LOSSES[settings.head], settings.exact)
+    settings = replace(settings, head_class=kind)
+    if isinstance(settings.lr, Real) and settings.lr == 0:
+        settings.lr = kind.default_lr(settings)
+    if settings.bias_feature is None:
+        settings.bias_feature = kind.default_bias_feature(settings)
+    settings.validate()
+    if settings.init_norm is None:  # after validation: it depends on dim
+        settings.init_norm = kind.default_init_norm(settings)
+    _check_applicable(settings, kind)
+    kind.check_settings(settings)
+    return settings
 
 
-__all__ = ["HEADS", "PADDING", "Head", "StepResult", "head_kind"]
+def resolved_settings(**options: Any) -> Settings:
+    """The defaults overridden by ``options`` (the API's keyword arguments), resolved."""
+    return resolve(Settings.from_options(**options))
+
+
+def _check_applicable(settings: Settings, kind: type[Head]) -> None:
+    """Options that only some heads take, refused for the others (naming those that do)."""
+
+    def heads_that(capable: Callable[[type[Head]], bool]) -> str:
+        return ", ".join(name for name, head in HEADS.items() if capable(head))
+
+    if settings.bias_feature and not kind.takes_bias_feature:
+        raise SettingsError(
+            f"--bias-feature: the {settings.head} head has no output bias to learn (it "
+            f"applies to the exact heads: {heads_that(lambda head: head.takes_bias_feature)})"
+        )
+    if settings.cluster and not kind.merges_by_row:
+        # The rounds merge the rows each worker changed (distributed.merge_deltas).
+        mergers = heads_that(lambda head: head.merges_by_row).replace(", ", " and ")
+        raise SettingsError(
+            f"--cluster trains the {mergers} heads only: copies of the {settings.head} "
+            "head trained apart do not merge row by row (see README, Distributed training)"
+        )
+    if settings.aop_k and not kind.has_dense_updates(settings):
+        raise SettingsError(
+            f"--aop-k: the {settings.head} head has no dense weight-gradient product to "
+            "approximate (Mem-AOP-GD applies to softmax, adaptive and --exact naive)"
+        )
+
+
+__all__ = ["HEADS", "PADDING", "Head", "StepResult", "resolve", "resolved_settings"]

@@ -21,7 +21,7 @@ import itertools
 import logging
 import math
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -29,8 +29,10 @@ from embedtrain.backend import Ops
 from embedtrain.errors import SettingsError
 from embedtrain.heads.aop import DenseUpdates
 from embedtrain.heads.base import PADDING, Head, StepResult, log_softmax, softmax_loss
-from embedtrain.settings import Settings
 from embedtrain.vocab import Vocabulary
+
+if TYPE_CHECKING:
+    from embedtrain.settings import Settings
 
 log = logging.getLogger("embedtrain")
 

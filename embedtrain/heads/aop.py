@@ -30,12 +30,14 @@ on the backend, so it runs on NumPy and CuPy alike.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from embedtrain.backend import Ops
-from embedtrain.settings import Settings
+
+if TYPE_CHECKING:
+    from embedtrain.settings import Settings
 
 
 def aop_applies(settings: Settings, batch_size: int) -> bool:

@@ -16,14 +16,16 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from embedtrain.backend import Ops
 from embedtrain.errors import SettingsError
-from embedtrain.settings import Settings
 from embedtrain.vocab import Vocabulary
+
+if TYPE_CHECKING:
+    from embedtrain.settings import Settings
 
 PADDING = -1  # marks an empty slot in a padded target matrix
 
@@ -107,26 +109,6 @@ class Head(ABC):
             raise SettingsError(
                 f"--batch-size must be <= {limit:,} for the {settings.head} head"
                 + (f" ({cls.batch_limit_reason})" if cls.batch_limit_reason else "")
-            )
-        from embedtrain.heads import HEADS  # the registry imports this module
-
-        if settings.bias_feature and not cls.takes_bias_feature:
-            takers = ", ".join(name for name, kind in HEADS.items() if kind.takes_bias_feature)
-            raise SettingsError(
-                f"--bias-feature: the {settings.head} head has no output bias to learn (it "
-                f"applies to the exact heads: {takers})"
-            )
-        if settings.cluster and not cls.merges_by_row:
-            # The rounds merge the rows each worker changed (distributed.merge_deltas).
-            mergers = " and ".join(name for name, kind in HEADS.items() if kind.merges_by_row)
-            raise SettingsError(
-                f"--cluster trains the {mergers} heads only: copies of the {settings.head} "
-                "head trained apart do not merge row by row (see README, Distributed training)"
-            )
-        if settings.aop_k and not cls.has_dense_updates(settings):
-            raise SettingsError(
-                f"--aop-k: the {settings.head} head has no dense weight-gradient product to "
-                "approximate (Mem-AOP-GD applies to softmax, adaptive and --exact naive)"
             )
 
     @classmethod

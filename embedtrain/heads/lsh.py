@@ -32,7 +32,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
@@ -48,8 +48,10 @@ from embedtrain.heads.lsh_kernels import (
     lsh_negative_sampling_step,
 )
 from embedtrain.heads.sparse import NegativeSampling, target_and_noise_units
-from embedtrain.settings import Settings
 from embedtrain.vocab import Vocabulary
+
+if TYPE_CHECKING:
+    from embedtrain.settings import Settings
 
 log = logging.getLogger("embedtrain")
 

@@ -4,7 +4,7 @@ negative sampling and hierarchical softmax (word2vec's two output layers)."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -17,8 +17,10 @@ from embedtrain.heads.logistic_kernels import (
     hierarchical_softmax_step,
     negative_sampling_step,
 )
-from embedtrain.settings import Settings
 from embedtrain.vocab import Vocabulary, alias_table, huffman_tree
+
+if TYPE_CHECKING:
+    from embedtrain.settings import Settings
 
 
 def target_and_noise_units(xp: Any, words: Any, noise: Any) -> tuple[Any, Any, Any]:
