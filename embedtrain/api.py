@@ -20,6 +20,7 @@ from embedtrain.model import Model, is_model_file
 from embedtrain.settings import Settings
 from embedtrain.training import (
     Callback,
+    LocalEpochs,
     TrainingResult,
     encode_corpus,
     run_training,
@@ -90,14 +91,10 @@ def _train_here(
     """Train in this process on the engine and backend the settings choose."""
     engine, ops = choose_engine(settings)
     with open_corpus(corpus, settings.max_sentence_length, allow_binary) as source:
-        if resume is not None:
-            model = Model.load(resume, ops, settings)
-            model.check_epochs()
-        else:
-            model = Model(scan_vocabulary(source, settings, quiet), settings, ops)
+        model = Model.start(settings, ops, resume, lambda: scan_vocabulary(source, settings, quiet))
         encoded = encode_corpus(source, model.vocab, quiet)
         try:
-            result = run_training(model, encoded, engine, quiet, callbacks)
+            result = run_training(model, LocalEpochs(model, encoded, engine), quiet, callbacks)
         finally:
             encoded.close()
         bad_bytes = source.bad_bytes

@@ -463,6 +463,18 @@ def _spool_sentences(blocks: Iterator[list[list[str]]]) -> _Spool:
     return _Spool("<sentence iterator>", spool)
 
 
+def names_files(corpus: Any) -> bool:
+    """Whether the API's ``corpus`` names files (or stdin, ``-``): a path or a non-empty
+    list of them, rather than sentences."""
+    if isinstance(corpus, str | os.PathLike):
+        return True
+    return (
+        isinstance(corpus, list | tuple)
+        and bool(corpus)
+        and all(isinstance(item, str | os.PathLike) for item in corpus)
+    )
+
+
 def open_corpus(
     corpus: Any, max_sentence_length: int, allow_binary: bool = False
 ) -> Corpus | SentenceCorpus:
@@ -471,13 +483,7 @@ def open_corpus(
     ``allow_binary`` reads files that do not look like text (see :class:`Corpus`)."""
     if corpus is None:
         return Corpus(shipped_corpus(), max_sentence_length)
-    if isinstance(corpus, str | os.PathLike):
-        return Corpus(corpus, max_sentence_length, allow_binary)
-    if (
-        isinstance(corpus, list | tuple)
-        and corpus
-        and all(isinstance(item, str | os.PathLike) for item in corpus)
-    ):
+    if names_files(corpus):
         return Corpus(corpus, max_sentence_length, allow_binary)
     try:
         iterator = iter(corpus)

@@ -35,6 +35,7 @@ from typing import Any, Protocol
 import numpy as np
 from tqdm import tqdm
 
+from embedtrain import training
 from embedtrain.batching import DEFAULT_JOB_WORDS, EncodedCorpus, job_words
 from embedtrain.corpus import Corpus
 from embedtrain.engines import choose_engine, make_engine
@@ -43,15 +44,6 @@ from embedtrain.heads import resolve
 from embedtrain.history import EpochReport
 from embedtrain.model import Model
 from embedtrain.settings import Settings
-from embedtrain.signals import signals_set_flag
-from embedtrain.training import (
-    TrainingResult,
-    check_vocabulary,
-    diverged,
-    end_epoch,
-    job_seed,
-    learning_rate,
-)
 from embedtrain.vocab import Vocabulary, count_words, vocabulary_from_counts
 
 log = logging.getLogger("embedtrain")
@@ -137,11 +129,7 @@ def job_rates(
     README, "Distributed training", has the measurements)."""
     start = round_position(plan.global_start, plan.active_workers, local_start)
     end = round_position(plan.global_start, plan.active_workers, local_start + words)
-    scale = plan.active_workers
-    return (
-        scale * learning_rate(settings.lr, settings.min_lr, start / plan.total_words),
-        scale * learning_rate(settings.lr, settings.min_lr, end / plan.total_words),
-    )
+    return training.job_rates(settings, start, end, plan.total_words, plan.active_workers)
 
 
 @dataclass
@@ -206,8 +194,6 @@ class ShardWorker:
         allow_binary: bool = False,
     ) -> None:
         self.settings = resolve(Settings.from_dict(settings))
-        if not self.settings.cluster:  # choose_engine reads it: the compiled engine, the CPU
-            raise ValueError("a shard worker trains a cluster run: settings.cluster must be set")
         self.corpus = Corpus(files, self.settings.max_sentence_length, allow_binary)
         self.shard = ShardSentences(self.corpus, index, count)
         self.index = index
@@ -273,7 +259,7 @@ class ShardWorker:
             words = job_words(job)
             lr_start, lr_end = job_rates(self.settings, plan, done, words)
             key = (self.epoch * self.count + self.index) * self.epoch_words + self.position
-            planned.append((job, lr_start, lr_end, job_seed(self.settings.seed, key)))
+            planned.append((job, lr_start, lr_end, training.job_seed(self.settings.seed, key)))
             done += words
             self.position += words
         with ThreadPoolExecutor(max_workers=self.settings.threads) as pool:
@@ -392,61 +378,38 @@ def build_vocabulary_on(cluster: Cluster, settings: Settings, name: str, quiet: 
         counts.update(shard_counts)
         total += shard_total
     vocab = vocabulary_from_counts(counts, total, settings.min_count, settings.max_final_vocab)
-    check_vocabulary(vocab, name, settings, quiet)
+    training.check_vocabulary(vocab, name, settings, quiet)
     return vocab
 
 
-def train_on(
-    cluster: Cluster,
-    model: Model,
-    quiet: bool = False,
-    callbacks: Sequence = (),
-    stats: ClusterStats | None = None,
-) -> TrainingResult:
-    """Train ``model`` (the driver's master copy) from where it stands to its last epoch on
-    the cluster's workers; the counterpart of :func:`embedtrain.training.run_training`
-    (callbacks, SIGINT/SIGTERM/SIGHUP, divergence), with an epoch checkpoint that a lost
-    worker's restart resumes from."""
-    stats = stats if stats is not None else ClusterStats()
-    settings = model.settings
-    infos = cluster.broadcast(
-        "prepare", settings.to_dict(), model.vocab.words, model.vocab.counts,
-        model.vocab.total_words,
-    )  # fmt: skip
-    stats.compile_seconds = [info.compile_seconds for info in infos]
-    epoch_words = sum(info.words for info in infos)
-    if epoch_words == 0:
-        raise CorpusError("the corpus has no words of the model's vocabulary")
-    model.use_corpus(epoch_words)
-    driver = _Driver(cluster, model, [info.words for info in infos], stats)
-    result = TrainingResult()
-    total = epoch_words * settings.epochs
-    with (
-        signals_set_flag() as stop,
-        tqdm(total=total, initial=min(model.words_done, total), unit="word", unit_scale=True,
-             disable=quiet, dynamic_ncols=True) as bar,
-    ):  # fmt: skip
-        while model.words_done < total:
-            report = driver.run_epoch(bar, stop)
-            if not end_epoch(model, report, result, total, bar, stop, callbacks, quiet):
-                break
-    return result
+class ClusterEpochs:
+    """Epochs on a cluster's workers, for :func:`embedtrain.training.run_training`: the
+    driver's master copy (``model``), the rounds of an epoch, the epoch checkpoint and the
+    restore from it after a worker's loss."""
 
-
-class _Driver:
-    """The master copy, the rounds of an epoch and the restore after a worker's loss."""
-
-    def __init__(
-        self, cluster: Cluster, model: Model, shard_words: list[int], stats: ClusterStats
-    ) -> None:
+    def __init__(self, cluster: Cluster, model: Model, stats: ClusterStats | None = None) -> None:
+        """Prepare every worker for ``model`` (its vocabulary, its shard encoded, its driver
+        compiled) and hand them the master copy."""
+        self.stats = stats if stats is not None else ClusterStats()
         self.cluster = cluster
         self.model = model
-        self.shard_words = shard_words
-        self.epoch_words = sum(shard_words)
-        self.stats = stats
+        infos = self._prepare()
+        self.stats.compile_seconds = [info.compile_seconds for info in infos]
+        self.shard_words = [info.words for info in infos]
+        self.epoch_words = sum(self.shard_words)
+        if self.epoch_words == 0:
+            raise CorpusError("the corpus has no words of the model's vocabulary")
         self.generation = 0
         self.checkpoint = self._snapshot()
         self.cluster.broadcast("load", self.generation, parameter_arrays(model))
+
+    def _prepare(self) -> list[ShardInfo]:
+        """Every worker holds the model's vocabulary, its shard encoded, its driver compiled."""
+        vocab = self.model.vocab
+        settings = self.model.settings.to_dict()
+        return self.cluster.broadcast(
+            "prepare", settings, vocab.words, vocab.counts, vocab.total_words
+        )
 
     def _snapshot(self) -> tuple[dict[str, np.ndarray], int]:
         arrays = {name: array.copy() for name, array in parameter_arrays(self.model).items()}
@@ -466,12 +429,8 @@ class _Driver:
             array[...] = arrays[name]
         self.model.words_done = words_done
         self.generation += 1
-        model = self.model
-        self.cluster.broadcast(
-            "prepare", model.settings.to_dict(), model.vocab.words, model.vocab.counts,
-            model.vocab.total_words,
-        )  # fmt: skip
-        self.cluster.broadcast("load", self.generation, parameter_arrays(model))
+        self._prepare()
+        self.cluster.broadcast("load", self.generation, parameter_arrays(self.model))
 
     def run_epoch(self, bar: tqdm, stop: threading.Event) -> EpochReport:
         """One epoch (or the rest of one) in rounds; a lost worker restores the checkpoint
@@ -507,21 +466,17 @@ class _Driver:
             words = sum(r.words for r in results)
             loss = sum(r.loss for r in results)
             if not math.isfinite(loss):
-                raise diverged(epoch + 1, f"loss became {loss}")
+                raise training.diverged(epoch + 1, f"loss became {loss}")
             update, cost = self._merge(results, words)
             cluster.broadcast("apply", self.generation, update)
             cost.round_seconds = time.perf_counter() - round_started
             self.stats.rounds.append(cost)
             active = [a and not r.exhausted for a, r in zip(active, results, strict=True)]
-            model.words_done += words
-            report.words += words
-            report.loss += loss
-            report.examples += sum(r.examples for r in results)
-            bar.update(words)
+            examples = sum(r.examples for r in results)
+            training.count_words(model, report, bar, words, loss, examples)
         if not any(active):  # the shards' word boundaries: the epoch ends where it should
-            bar.update((epoch + 1) * self.epoch_words - model.words_done)
-            report.words += (epoch + 1) * self.epoch_words - model.words_done
-            model.words_done = (epoch + 1) * self.epoch_words
+            rest = (epoch + 1) * self.epoch_words - model.words_done
+            training.count_words(model, report, bar, rest, 0.0, 0)
         report.seconds = time.perf_counter() - started
         return report
 

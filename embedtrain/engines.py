@@ -137,9 +137,7 @@ def choose_engine(settings: Settings) -> tuple[str, Ops]:
     - a cluster run (``settings.cluster``) is ``compiled`` on each worker's CPU: the rounds
       merge the rows that per-example steps changed (:mod:`embedtrain.distributed`).
     """
-    if settings.cluster:
-        if settings.engine == "batched" or settings.device == "gpu":
-            raise SettingsError("--cluster runs the compiled engine on the CPU of each worker")
+    if settings.cluster:  # the settings allow no other engine or device with it (resolve)
         return "compiled", NumpyOps()
     has_compiled_step = settings.head_class.has_compiled_step
     if settings.engine == "compiled":

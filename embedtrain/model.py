@@ -11,7 +11,7 @@ import math
 import struct
 import zipfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -76,6 +76,22 @@ class Model:
         self.history: list[dict] = history or []  # per-epoch reports, over all runs
         #: In-vocabulary words of the training corpus (one epoch); 0 until training starts.
         self.epoch_words = epoch_words
+
+    @classmethod
+    def start(
+        cls,
+        settings: Settings,
+        ops: Ops,
+        resume: str | Path | None,
+        vocabulary: Callable[[], Vocabulary],
+    ) -> Model:
+        """The model a run starts from: the one saved at ``resume`` (with ``settings``, the
+        saved ones with a resumed run's changes), or a fresh one on ``vocabulary()``."""
+        if resume is None:
+            return cls(vocabulary(), settings, ops)
+        model = cls.load(resume, ops, settings)
+        model.check_epochs()
+        return model
 
     def use_corpus(self, epoch_words: int) -> None:
         """Train on a corpus of ``epoch_words`` in-vocabulary words per epoch: the one this

@@ -13,21 +13,21 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from embedtrain.corpus import Corpus, open_corpus
+from embedtrain.corpus import Corpus, names_files, open_corpus
 from embedtrain.distributed import (
     MAX_WORKER_LOSSES,
+    ClusterEpochs,
     ClusterStats,
     ShardWorker,
     WorkerLost,
     WorkerRestarted,
     build_vocabulary_on,
-    train_on,
 )
 from embedtrain.engines import choose_engine
 from embedtrain.errors import ClusterError, EmbedtrainError, SettingsError
 from embedtrain.model import Model
 from embedtrain.settings import Settings
-from embedtrain.training import TrainingResult
+from embedtrain.training import TrainingResult, run_training
 
 INSTALL_HINT = "pip install 'embedtrain[distributed]'"
 
@@ -140,11 +140,7 @@ def shared_corpus_files(
 ) -> tuple[list[str], str]:
     """The corpus's files as absolute paths (every worker opens them) and its name; a
     corpus that exists only in this process is a :class:`SettingsError`."""
-    is_path = isinstance(corpus, str | os.PathLike) and str(corpus) != "-"
-    is_paths = isinstance(corpus, list | tuple) and all(
-        isinstance(item, str | os.PathLike) for item in corpus
-    )
-    if not (corpus is None or is_path or is_paths):
+    if not (corpus is None or (names_files(corpus) and str(corpus) != "-")):
         raise SettingsError(
             "--cluster reads the corpus from files every worker can open: give file or "
             "directory paths, not stdin or sentences in memory"
@@ -165,19 +161,16 @@ def train_on_cluster(
 ) -> tuple[Model, TrainingResult]:
     """Train on ``settings.workers`` Ray workers (``settings.cluster`` says which Ray):
     the vocabulary counted on the workers (or a resumed model's), then
-    :func:`embedtrain.distributed.train_on`. Returns the driver's model and the result."""
-    _, ops = choose_engine(settings)  # refuses a GPU or batched run before Ray starts
+    :func:`embedtrain.training.run_training` on :class:`ClusterEpochs`. Returns the driver's model and the result."""
+    _, ops = choose_engine(settings)
     files, name = shared_corpus_files(corpus, settings, allow_binary)
     with connected(settings.cluster, settings.workers * settings.threads) as ray:
         cluster = RayCluster(ray, files, settings, allow_binary)
         try:
-            if resume is not None:
-                model = Model.load(resume, ops, settings)
-                model.check_epochs()
-            else:
-                vocab = build_vocabulary_on(cluster, settings, name, quiet)
-                model = Model(vocab, settings, ops)
-            result = train_on(cluster, model, quiet, callbacks, stats)
+            model = Model.start(
+                settings, ops, resume, lambda: build_vocabulary_on(cluster, settings, name, quiet)
+            )
+            result = run_training(model, ClusterEpochs(cluster, model, stats), quiet, callbacks)
         finally:
             cluster.close()
     return model, result

@@ -1,5 +1,8 @@
-"""The training loop: epochs, the learning-rate schedule, worker threads, progress,
-divergence and Ctrl-C. It drives an engine and never knows which head is inside."""
+"""The training loop, one for a single process and for a cluster: epochs, the
+learning-rate schedule, progress, divergence, callbacks and Ctrl-C. Where an epoch's words
+are trained is an :class:`EpochRunner`: :class:`LocalEpochs` (threads in this process,
+each running an engine) or :class:`embedtrain.distributed.ClusterEpochs` (rounds on a
+cluster's workers, merged). Neither knows which head is inside."""
 
 from __future__ import annotations
 
@@ -11,13 +14,14 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 from tqdm import tqdm
 
 from embedtrain.batching import EncodedCorpus, job_words, prefetch
 from embedtrain.corpus import Corpus, SentenceCorpus
-from embedtrain.engines import Engine, make_engine
+from embedtrain.engines import make_engine
 from embedtrain.errors import CorpusError, StopTraining, TrainingDiverged
 from embedtrain.history import EpochReport
 from embedtrain.model import Model
@@ -91,6 +95,17 @@ def learning_rate(settings_lr: float, min_lr: float, progress: float) -> float:
     return settings_lr - (settings_lr - min_lr) * min(max(progress, 0.0), 1.0)
 
 
+def job_rates(
+    settings: Settings, start: int, end: int, total: int, scale: float = 1.0
+) -> tuple[float, float]:
+    """(lr at a job's start, lr at its end) for a job from word ``start`` to word ``end`` of
+    a run of ``total`` words, times ``scale`` (a cluster round's active workers)."""
+    return (
+        scale * learning_rate(settings.lr, settings.min_lr, start / total),
+        scale * learning_rate(settings.lr, settings.min_lr, end / total),
+    )
+
+
 def job_seed(seed: int, position: int) -> int:
     """The seed of the job starting ``position`` words into the run: a function of where
     the job is, not of how many jobs this process handed out, so a resumed run draws what
@@ -98,61 +113,39 @@ def job_seed(seed: int, position: int) -> int:
     return (seed * 0x9E3779B97F4A7C15 + position) % 2**64
 
 
-class _JobSource:
-    """Hands out jobs with their learning rates and seeds; shared by the worker threads."""
+class EpochRunner(Protocol):
+    """Where the words of an epoch are trained: the threads of this process
+    (:class:`LocalEpochs`) or the workers of a cluster
+    (:class:`embedtrain.distributed.ClusterEpochs`). :func:`run_training` drives either."""
 
-    def __init__(
-        self, model: Model, encoded: EncodedCorpus, epoch: int, skip: int, stop: threading.Event
-    ) -> None:
-        self.settings = model.settings
-        self.jobs = prefetch(encoded.jobs(skip_words=skip))
-        self.total = encoded.words * self.settings.epochs
-        self.position = epoch * encoded.words + skip
-        self.lock = threading.Lock()
-        self.stop = stop
+    #: In-vocabulary words of one epoch.
+    epoch_words: int
 
-    def next(self) -> tuple[np.ndarray, int, float, float, int, int] | None:
-        """The next job, its words, the rates at its ends, its seed and its position in the
-        run (words from the start of the first epoch); None once stopped or done."""
-        with self.lock:
-            if self.stop.is_set():
-                return None
-            job = next(self.jobs, None)
-            if job is None:
-                return None
-            words = job_words(job)
-            s = self.settings
-            lr_start = learning_rate(s.lr, s.min_lr, self.position / self.total)
-            lr_end = learning_rate(s.lr, s.min_lr, (self.position + words) / self.total)
-            seed = job_seed(s.seed, self.position)
-            position = self.position
-            self.position += words
-            return job, words, lr_start, lr_end, seed, position
+    def run_epoch(self, bar: tqdm, stop: threading.Event) -> EpochReport:
+        """Train the rest of the epoch ``model.words_done`` stands in (until ``stop`` is
+        set), counting its words with :func:`count_words`; its report."""
+        ...
 
 
 def run_training(
     model: Model,
-    encoded: EncodedCorpus,
-    engine_name: str,
+    runner: EpochRunner,
     quiet: bool = False,
     callbacks: Sequence[Callback] = (),
 ) -> TrainingResult:
-    """Train ``model`` from where it stands (``model.words_done``) to the last epoch on the
-    engine :func:`embedtrain.engines.choose_engine` chose.
+    """Train ``model`` from where it stands (``model.words_done``) to the last epoch, one
+    epoch at a time on ``runner``, in one process or on a cluster alike.
 
     After each epoch its report is appended to ``model.history`` and handed to every
     callback; one returning False or raising :class:`StopTraining` ends training there
-    (``stopped_early``). SIGINT, SIGTERM and SIGHUP stop after the jobs in flight and
+    (``stopped_early``). SIGINT, SIGTERM and SIGHUP stop after the work in flight and
     return with ``interrupted`` set; a non-finite loss or parameter raises
     :class:`TrainingDiverged`.
     """
-    model.use_corpus(encoded.words)
+    model.use_corpus(runner.epoch_words)
     settings = model.settings
-    keep = model.vocab.keep_probabilities(settings.sample)
-    engine = make_engine(model, keep, engine_name)
-    epoch_words = encoded.words
     result = TrainingResult()
-    total = epoch_words * settings.epochs
+    total = runner.epoch_words * settings.epochs
     try:
         with (
             signals_set_flag() as stop,
@@ -167,14 +160,25 @@ def run_training(
             ) as bar,
         ):
             while model.words_done < total:
-                epoch, skip = divmod(model.words_done, epoch_words)
+                epoch = model.words_done // runner.epoch_words
                 bar.set_description(f"epoch {epoch + 1}/{settings.epochs}")
-                report = _run_epoch(model, engine, encoded, epoch, skip, bar, stop)
+                report = runner.run_epoch(bar, stop)
                 if not end_epoch(model, report, result, total, bar, stop, callbacks, quiet):
                     break
     finally:
         model.ops.release_memory()  # the GPU pool's cached blocks (minibatch temporaries)
     return result
+
+
+def count_words(
+    model: Model, report: EpochReport, bar: tqdm, words: int, loss: float, examples: int
+) -> None:
+    """Add trained work to the model's position, the epoch's report and the progress bar."""
+    model.words_done += words
+    report.words += words
+    report.loss += loss
+    report.examples += examples
+    bar.update(words)
 
 
 def end_epoch(
@@ -234,70 +238,99 @@ def _finite(model: Model) -> bool:
     return bool(model.ops.xp.isfinite(model.vectors).all())
 
 
-def _run_epoch(
-    model: Model,
-    engine: Engine,
-    encoded: EncodedCorpus,
-    epoch: int,
-    skip: int,
-    bar: tqdm,
-    stop: threading.Event,
-) -> EpochReport:
-    source = _JobSource(model, encoded, epoch, skip, stop)
-    try:
-        return _train_jobs(model, engine, source, epoch, bar, stop)
-    finally:
-        source.jobs.close()  # stops and joins the prefetch thread before the file closes
+class LocalEpochs:
+    """Epochs in this process: jobs of the encoded corpus handed to ``engine.workers``
+    threads, each running the engine (:mod:`embedtrain.engines`) on its jobs."""
 
+    def __init__(self, model: Model, encoded: EncodedCorpus, engine_name: str) -> None:
+        self.model = model
+        self.encoded = encoded
+        self.epoch_words = encoded.words
+        keep = model.vocab.keep_probabilities(model.settings.sample)
+        self.engine = make_engine(model, keep, engine_name)
 
-def _train_jobs(
-    model: Model, engine: Engine, source: _JobSource, epoch: int, bar: tqdm, stop: threading.Event
-) -> EpochReport:
-    results: queue.Queue = queue.Queue()
-
-    def work() -> None:
+    def run_epoch(self, bar: tqdm, stop: threading.Event) -> EpochReport:
+        epoch, skip = divmod(self.model.words_done, self.epoch_words)
+        source = _JobSource(self.model, self.encoded, epoch, skip, stop)
         try:
-            while (item := source.next()) is not None:
-                job, words, lr_start, lr_end, seed, position = item
-                model.head.start_job(position)
-                loss, examples = engine.run_job(job, lr_start, lr_end, seed)
-                results.put((words, loss, examples, lr_end))
-        except Exception as exc:  # noqa: BLE001 -- handed to the main thread, which re-raises
-            results.put(exc)
+            return self._train_jobs(source, epoch, bar, stop)
         finally:
-            results.put(None)
+            source.jobs.close()  # stops and joins the prefetch thread before the file closes
 
-    workers = [threading.Thread(target=work, daemon=True) for _ in range(engine.workers)]
-    started = time.perf_counter()
-    for worker in workers:
-        worker.start()
-    report = EpochReport(epoch + 1, 0.0, 0, 0, 0.0)
-    running = len(workers)
-    failure: BaseException | None = None
-    while running:
-        try:
-            item = results.get(timeout=0.2)
-        except queue.Empty:
-            continue
-        if item is None:
-            running -= 1
-            continue
-        if isinstance(item, BaseException):
-            failure = failure or item
-            stop.set()
-            continue
-        words, loss, examples, lr = item
-        if not math.isfinite(loss):
-            failure = failure or diverged(epoch + 1, f"loss became {loss}")
-            stop.set()
-            continue
-        model.words_done += words
-        report.words += words
-        report.loss += loss
-        report.examples += examples
-        bar.update(words)
-        bar.set_postfix(lr=f"{lr:.5f}", loss=f"{report.mean_loss:.4f}", refresh=False)
-    report.seconds = time.perf_counter() - started
-    if failure is not None:
-        raise failure
-    return report
+    def _train_jobs(
+        self, source: _JobSource, epoch: int, bar: tqdm, stop: threading.Event
+    ) -> EpochReport:
+        model, engine = self.model, self.engine
+        results: queue.Queue = queue.Queue()
+
+        def work() -> None:
+            try:
+                while (item := source.next()) is not None:
+                    job, words, lr_start, lr_end, seed, position = item
+                    model.head.start_job(position)
+                    loss, examples = engine.run_job(job, lr_start, lr_end, seed)
+                    results.put((words, loss, examples, lr_end))
+            except Exception as exc:  # noqa: BLE001 -- handed to the main thread, which re-raises
+                results.put(exc)
+            finally:
+                results.put(None)
+
+        workers = [threading.Thread(target=work, daemon=True) for _ in range(engine.workers)]
+        started = time.perf_counter()
+        for worker in workers:
+            worker.start()
+        report = EpochReport(epoch + 1, 0.0, 0, 0, 0.0)
+        running = len(workers)
+        failure: BaseException | None = None
+        while running:
+            try:
+                item = results.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            if item is None:
+                running -= 1
+                continue
+            if isinstance(item, BaseException):
+                failure = failure or item
+                stop.set()
+                continue
+            words, loss, examples, lr = item
+            if not math.isfinite(loss):
+                failure = failure or diverged(epoch + 1, f"loss became {loss}")
+                stop.set()
+                continue
+            count_words(model, report, bar, words, loss, examples)
+            bar.set_postfix(lr=f"{lr:.5f}", loss=f"{report.mean_loss:.4f}", refresh=False)
+        report.seconds = time.perf_counter() - started
+        if failure is not None:
+            raise failure
+        return report
+
+
+class _JobSource:
+    """Hands out jobs with their learning rates and seeds; shared by the worker threads."""
+
+    def __init__(
+        self, model: Model, encoded: EncodedCorpus, epoch: int, skip: int, stop: threading.Event
+    ) -> None:
+        self.settings = model.settings
+        self.jobs = prefetch(encoded.jobs(skip_words=skip))
+        self.total = encoded.words * self.settings.epochs
+        self.position = epoch * encoded.words + skip
+        self.lock = threading.Lock()
+        self.stop = stop
+
+    def next(self) -> tuple[np.ndarray, int, float, float, int, int] | None:
+        """The next job, its words, the rates at its ends, its seed and its position in the
+        run (words from the start of the first epoch); None once stopped or done."""
+        with self.lock:
+            if self.stop.is_set():
+                return None
+            job = next(self.jobs, None)
+            if job is None:
+                return None
+            words = job_words(job)
+            position = self.position
+            lr_start, lr_end = job_rates(self.settings, position, position + words, self.total)
+            self.position += words
+            return job, words, lr_start, lr_end, job_seed(self.settings.seed, position), position

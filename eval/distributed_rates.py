@@ -30,10 +30,11 @@ import numpy as np
 import embedtrain
 from embedtrain import distributed
 from embedtrain.backend import NumpyOps
-from embedtrain.distributed import InProcessCluster, RowBlock, build_vocabulary_on, train_on
+from embedtrain.distributed import ClusterEpochs, InProcessCluster, RowBlock, build_vocabulary_on
 from embedtrain.embeddings import Embeddings
 from embedtrain.heads import resolved_settings
 from embedtrain.model import Model
+from embedtrain.training import run_training
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -81,7 +82,7 @@ def run_variant(corpus: str, options: dict[str, Any], variant: str) -> dict[str,
         cluster = InProcessCluster([corpus], settings)
         vocab = build_vocabulary_on(cluster, settings, corpus, True)
         model = Model(vocab, settings, NumpyOps())
-        train_on(cluster, model, quiet=True)
+        run_training(model, ClusterEpochs(cluster, model), quiet=True)
     finally:
         distributed.merge_deltas, distributed.job_rates = SHIPPED_MERGE, SHIPPED_RATES
     return scores_of(Embeddings.from_model(model))

@@ -82,7 +82,7 @@ def train_model(corpus_path, callbacks=(), **options):
     from embedtrain.engines import choose_engine
     from embedtrain.heads import resolved_settings
     from embedtrain.model import Model
-    from embedtrain.training import encode_corpus, run_training, scan_vocabulary
+    from embedtrain.training import LocalEpochs, encode_corpus, run_training, scan_vocabulary
 
     settings = resolved_settings(**options)
     engine, ops = choose_engine(settings)
@@ -91,7 +91,7 @@ def train_model(corpus_path, callbacks=(), **options):
         model = Model(vocab, settings, ops)
         encoded = encode_corpus(corpus, vocab, quiet=True)
         try:
-            result = run_training(model, encoded, engine, True, callbacks)
+            result = run_training(model, LocalEpochs(model, encoded, engine), True, callbacks)
         finally:
             encoded.close()
     return model, result

@@ -262,7 +262,7 @@ def test_a_long_token_is_copied_once(tmp_path, monkeypatch):
 def test_temporary_files_are_unlinked_at_once_and_training_reads_every_word(tmp_path, monkeypatch):
     from embedtrain.engines import choose_engine
     from embedtrain.model import Model
-    from embedtrain.training import run_training, scan_vocabulary
+    from embedtrain.training import LocalEpochs, run_training, scan_vocabulary
 
     temporary = tmp_path / "tmp"
     temporary.mkdir()
@@ -288,7 +288,7 @@ def test_temporary_files_are_unlinked_at_once_and_training_reads_every_word(tmp_
                     else:
                         decoded[-1].append(model.vocab.words[i])
                 assert decoded[:-1] == oracle
-            result = run_training(model, encoded, engine, quiet=True)
+            result = run_training(model, LocalEpochs(model, encoded, engine), quiet=True)
         finally:
             encoded.close()
     assert [e.words for e in result.epochs] == [sum(map(len, oracle))] * 2

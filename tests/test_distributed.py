@@ -13,6 +13,7 @@ from conftest import neighbour_purity, structured_sentences, train_model, write_
 from embedtrain.backend import NumpyOps
 from embedtrain.corpus import Corpus
 from embedtrain.distributed import (
+    ClusterEpochs,
     ClusterStats,
     InProcessCluster,
     RoundPlan,
@@ -25,12 +26,12 @@ from embedtrain.distributed import (
     merge_deltas,
     parameter_arrays,
     row_delta,
-    train_on,
 )
 from embedtrain.errors import SettingsError
 from embedtrain.heads import resolved_settings
 from embedtrain.model import Model
 from embedtrain.settings import Settings
+from embedtrain.training import run_training
 from embedtrain.vocab import build_vocabulary
 
 FAST = {"dim": 20, "epochs": 3, "min_count": 1, "sample": 0.0, "threads": 1, "seed": 3}
@@ -67,7 +68,7 @@ def fake_run(corpus, cluster_setup=None, **options):
     vocab = build_vocabulary_on(cluster, settings, str(corpus), quiet=True)
     model = Model(vocab, settings, NumpyOps())
     stats = ClusterStats()
-    result = train_on(cluster, model, quiet=True, stats=stats)
+    result = run_training(model, ClusterEpochs(cluster, model, stats), quiet=True)
     return model, result, stats, cluster
 
 
@@ -213,13 +214,6 @@ def test_cluster_refuses_heads_whose_copies_do_not_merge_by_row(head):
 def test_cluster_settings_are_checked(options, message):
     with pytest.raises(SettingsError, match=message):
         resolved_settings(**options)
-
-
-def test_a_shard_worker_takes_only_a_cluster_runs_settings(structured_corpus):
-    """Its engine comes from choose_engine, whose cluster rule (the compiled engine on the
-    CPU, whatever GPU there is) needs settings.cluster."""
-    with pytest.raises(ValueError, match="settings.cluster must be set"):
-        ShardWorker([str(structured_corpus)], Settings().to_dict(), 0, 2)
 
 
 def test_without_ray_the_cluster_option_says_how_to_install_it(

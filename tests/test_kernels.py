@@ -261,7 +261,9 @@ def test_batched_noise_draws_are_independent_of_the_subsampling_draws():
 
     counts = np.full(100, 10)
     vocab = Vocabulary([f"w{i}" for i in range(100)], counts, 1000)
-    settings = resolved_settings(model="cbow", head="ns", dim=4, window=WINDOW, sample=0, batch_size=4096)
+    settings = resolved_settings(
+        model="cbow", head="ns", dim=4, window=WINDOW, sample=0, batch_size=4096
+    )
     model = Model(vocab, settings, NumpyOps())
     head = model.head
     first: dict[str, np.ndarray] = {}

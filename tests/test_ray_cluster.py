@@ -12,10 +12,16 @@ from conftest import neighbour_purity, train_model
 import embedtrain
 from embedtrain.backend import NumpyOps
 from embedtrain.cli import main
-from embedtrain.distributed import ClusterStats, build_vocabulary_on, parameter_arrays, train_on
+from embedtrain.distributed import (
+    ClusterEpochs,
+    ClusterStats,
+    build_vocabulary_on,
+    parameter_arrays,
+)
 from embedtrain.heads import resolved_settings
 from embedtrain.model import Model
 from embedtrain.ray_cluster import RayCluster
+from embedtrain.training import run_training
 
 ray = pytest.importorskip("ray")
 
@@ -54,7 +60,7 @@ def test_two_ray_workers_end_identical_and_as_good_as_one_process(local_ray, str
         vocab = build_vocabulary_on(cluster, settings, "corpus", quiet=True)
         model = Model(vocab, settings, NumpyOps())
         stats = ClusterStats()
-        result = train_on(cluster, model, quiet=True, stats=stats)
+        result = run_training(model, ClusterEpochs(cluster, model, stats), quiet=True)
         copies = cluster.broadcast("parameters", stats.restarts)
     finally:
         cluster.close()

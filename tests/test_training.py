@@ -8,7 +8,7 @@ from conftest import neighbour_purity, train_model
 from embedtrain.backend import NumpyOps
 from embedtrain.corpus import Corpus
 from embedtrain.model import Model
-from embedtrain.training import encode_corpus, run_training
+from embedtrain.training import LocalEpochs, encode_corpus, run_training
 
 
 def run(corpus_path, engine="compiled", **overrides):
@@ -67,7 +67,7 @@ def test_save_load_resume_continues_schedule(structured_corpus, tmp_path):
     loaded.settings.epochs = 2
     with Corpus(structured_corpus) as corpus:
         encoded = encode_corpus(corpus, loaded.vocab, quiet=True)
-        result = run_training(loaded, encoded, "compiled", quiet=True)
+        result = run_training(loaded, LocalEpochs(loaded, encoded, "compiled"), quiet=True)
         encoded.close()
     assert [e.epoch for e in result.epochs] == [2]
     assert loaded.words_done == 2 * model.vocab.retained_words

@@ -67,6 +67,8 @@ def _check_applicable(settings: Settings, kind: type[Head]) -> None:
             f"--bias-feature: the {settings.head} head has no output bias to learn (it "
             f"applies to the exact heads: {heads_that(lambda head: head.takes_bias_feature)})"
         )
+    if settings.cluster and (settings.engine == "batched" or settings.device == "gpu"):
+        raise SettingsError("--cluster runs the compiled engine on the CPU of each worker")
     if settings.cluster and not kind.merges_by_row:
         # The rounds merge the rows each worker changed (distributed.merge_deltas).
         mergers = heads_that(lambda head: head.merges_by_row).replace(", ", " and ")
