@@ -13,7 +13,7 @@ from embedtrain.backend import NumpyOps
 from embedtrain.corpus import open_corpus
 from embedtrain.embeddings import Embeddings
 from embedtrain.engines import choose_engine
-from embedtrain.errors import TrainingInterrupted
+from embedtrain.errors import SettingsError, TrainingInterrupted
 from embedtrain.evaluate import load_vectors
 from embedtrain.heads import resolve, resolved_settings
 from embedtrain.model import Model, is_model_file
@@ -38,6 +38,7 @@ def train(
     callbacks: Sequence[Callback] = (),
     resume: str | os.PathLike | None = None,
     allow_binary: bool = False,
+    settings: Settings | None = None,
     **options: Any,
 ) -> Embeddings:
     """Train word vectors and return them.
@@ -59,14 +60,20 @@ def train(
     returns False or raises :class:`StopTraining` ends training there. ``resume``
     continues a model saved by :meth:`Embeddings.save`: its settings are kept, and only
     the options in :data:`embedtrain.settings.RESUMABLE_OVERRIDES` may be given. A file that does not
-    look like UTF-8 text is refused unless ``allow_binary``.
+    look like UTF-8 text is refused unless ``allow_binary``. ``settings`` (a
+    :class:`Settings`, e.g. from :func:`resolve_settings`) may stand in for ``options``.
 
     Raises :class:`SettingsError`, :class:`CorpusError`, :class:`ModelFileError`,
     :class:`GpuUnavailable`, :class:`ClusterError` (Ray missing or unreachable),
     :class:`TrainingDiverged`; SIGINT, SIGTERM or SIGHUP raise :class:`TrainingInterrupted`
     once the jobs in flight are done, carrying the model so far (resumable).
     """
-    settings = resolve_settings(resume, **options)
+    if settings is None:
+        settings = resolve_settings(resume, **options)
+    elif options:
+        raise SettingsError("give train() either settings or options, not both")
+    elif settings.head_class is None:
+        settings = resolve(settings)
     quiet = not progress
     if settings.cluster:
         from embedtrain.ray_cluster import train_on_cluster

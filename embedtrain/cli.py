@@ -30,52 +30,75 @@ from embedtrain.corpus import (
     shipped_corpus,
 )
 from embedtrain.errors import EmbedtrainError, OutputError, SettingsError, TrainingInterrupted
-from embedtrain.settings import (
-    AOP_MEMORIES,
-    AOP_POLICIES,
-    DEVICES,
-    ENGINES,
-    EXACT_FORMS,
-    LSH_CORRECTIONS,
-    LSH_HASHES,
-    LSH_MODES,
-    MAX_LSH_BITS,
-    MODELS,
-    Settings,
-)
+from embedtrain.settings import OPTIONS, Settings
 from embedtrain.signals import signals_set_flag, stop_signals_interrupt
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 DEFAULTS = Settings()
-#: Where the lsh head's K, L and rehash defaults come from.
-LSH_MEASURED = "the best of a sweep on bench17m: README"
 
 
-def _per_head(value: Callable[[str], float], heads: Iterable[str]) -> str:
+def _per_head(value: Callable[[type, Settings], float], heads: Iterable[str]) -> str:
     """``value`` of each head, heads sharing one named together (help texts)."""
+    from embedtrain.heads import HEADS
+
     grouped: dict[float, list[str]] = {}
     for name in heads:
-        grouped.setdefault(value(name), []).append(name)
+        grouped.setdefault(value(HEADS[name], Settings(head=name)), []).append(name)
     return "; ".join(f"{v:g} for {', '.join(names)}" for v, names in grouped.items())
 
 
-def _heads_that(capability: str) -> str:
-    """The heads whose class sets the flag ``capability`` (help texts)."""
+def _what_heads_say() -> dict[str, str]:
+    """The help texts' ``{placeholders}``: what only the head registry knows."""
     from embedtrain.heads import HEADS
 
-    return ", ".join(name for name, kind in HEADS.items() if getattr(kind, capability))
+    def heads_that(capability: str) -> str:
+        return ", ".join(name for name, kind in HEADS.items() if getattr(kind, capability))
+
+    exact = [name for name, kind in HEADS.items() if kind.takes_bias_feature]
+    return {
+        "heads": ", ".join(HEADS),
+        "lr_by_head": _per_head(lambda kind, s: kind.default_lr(s), HEADS),
+        "bias_by_head": _per_head(lambda kind, s: kind.default_bias_feature(s), exact),
+        "init_norm_by_head": _per_head(lambda kind, s: kind.default_init_norm(s), HEADS),
+        "compiled_heads": heads_that("has_compiled_step"),
+        "merging_heads": heads_that("merges_by_row"),
+    }
+
+
+def _add_options(parser: argparse.ArgumentParser) -> None:
+    """One flag per training option, generated from the Settings fields: their help, type,
+    choices and default (:func:`embedtrain.settings.option`). A flag not given is None, so
+    that an absent option keeps the default or a resumed model's setting."""
+    say = _what_heads_say()
+    for spec in OPTIONS:
+        about = spec.metadata
+        if not about["command_line"]:
+            continue
+        shown = about["default_text"]
+        if shown is None:
+            shown = f"{spec.default:,}" if isinstance(spec.default, int) else f"{spec.default}"
+        note = f", {about['note']}" if about["note"] else ""
+        kind = {"int": int, "float": float, "str": str}[spec.type.split(" | ")[0]]
+        parser.add_argument(
+            f"--{spec.name.replace('_', '-')}",
+            type=kind,
+            choices=about["choices"] or None,
+            metavar=about["metavar"],
+            help=f"{about['help']} (default: {shown}{note})".format(**say),
+        )
 
 
 def _train_parser(commands) -> None:
     from embedtrain.heads import HEADS
 
+    d = DEFAULTS
     p = commands.add_parser(
         "train",
         help="train word vectors on a corpus",
         description="Train word vectors. Defaults follow word2vec/gensim (d=100, window 5, "
-        f"5 negatives, sample 1e-3, min_count 5, 5 epochs, lr {HEADS[DEFAULTS.head].default_lr(DEFAULTS):g} -> "
-        f"{DEFAULTS.min_lr:g} for the default head).",
+        f"5 negatives, sample 1e-3, min_count 5, 5 epochs, lr "
+        f"{HEADS[d.head].default_lr(d):g} -> {d.min_lr:g} for the default head).",
     )
     p.add_argument(
         "corpus",
@@ -91,207 +114,7 @@ def _train_parser(commands) -> None:
         help="word vectors: word2vec binary if it ends in .bin, word2vec text otherwise "
         "(default: vectors.txt)",
     )
-    d = DEFAULTS
-    exact = [name for name, kind in HEADS.items() if kind.takes_bias_feature]
-    p.add_argument("--model", choices=MODELS, help=f"architecture (default: {d.model})")
-    p.add_argument("--head", help=f"output layer: {', '.join(HEADS)} (default: {d.head})")
-    p.add_argument("--dim", type=int, help=f"vector size (default: {d.dim})")
-    p.add_argument(
-        "--window",
-        type=int,
-        help=f"maximum context half-width; each position uses "
-        f"a random width 1..window as word2vec (default: {d.window})",
-    )
-    p.add_argument(
-        "--negative",
-        type=int,
-        help=f"noise words per target for --head ns and lsh (default: {d.negative})",
-    )
-    p.add_argument(
-        "--ns-exponent", type=float, help=f"noise distribution count**x (default: {d.ns_exponent})"
-    )
-    p.add_argument(
-        "--min-count", type=int, help=f"ignore words seen fewer times (default: {d.min_count})"
-    )
-    p.add_argument(
-        "--max-vocab-size",
-        type=int,
-        help="prune rare words while counting to hold at most "
-        "this many distinct words, as word2vec.c (default: no limit)",
-    )
-    p.add_argument(
-        "--max-final-vocab",
-        type=int,
-        help="keep at most this many most frequent words (default: no limit)",
-    )
-    p.add_argument(
-        "--sample",
-        type=float,
-        help=f"subsampling threshold for frequent words; 0 disables (default: {d.sample})",
-    )
-    p.add_argument("--epochs", type=int, help=f"passes over the corpus (default: {d.epochs})")
-    p.add_argument(
-        "--lr",
-        type=float,
-        help="initial learning rate; 0 picks the head's: "
-        f"{_per_head(lambda name: HEADS[name].default_lr(Settings(head=name)), HEADS)} (default: 0)",
-    )
-    p.add_argument(
-        "--min-lr", type=float, help=f"final learning rate, reached linearly (default: {d.min_lr})"
-    )
-    p.add_argument(
-        "--threads",
-        type=int,
-        help="Hogwild worker threads of the compiled engine; the batched engine runs one "
-        f"minibatch stream (default: {d.threads})",
-    )
-    p.add_argument(
-        "--seed",
-        type=int,
-        help=f"random seed; runs are reproducible with --threads 1 (default: {d.seed})",
-    )
-    p.add_argument(
-        "--batch-size",
-        type=int,
-        help="examples per minibatch on the batched engine "
-        "(GPU and exact heads); 0 picks the head's default (default: 0)",
-    )
-    p.add_argument(
-        "--epsilon", type=float, help=f"spherical softmax epsilon (default: {d.epsilon})"
-    )
-    p.add_argument(
-        "--cutoffs",
-        help="adaptive softmax cluster bounds in frequency rank, e.g. 2000,10000 (default: "
-        "chosen from the vocabulary's counts by the paper's cost model, and printed)",
-    )
-    p.add_argument(
-        "--div-value",
-        type=float,
-        help="adaptive softmax: tail cluster i projects to d / div^i dimensions "
-        f"(default: {d.div_value}, PyTorch's)",
-    )
-    p.add_argument(
-        "--bias-feature",
-        type=float,
-        help="exact heads: a constant appended to every hidden vector, so that each word's "
-        "output row gains a bias; 0 disables (default: "
-        f"{_per_head(lambda name: HEADS[name].default_bias_feature(Settings(head=name)), exact)})",
-    )
-    p.add_argument(
-        "--init-norm",
-        type=float,
-        help="expected norm of each input vector at the start: uniform in [-w, w), w = norm "
-        "sqrt(3 / d) (default: the head's; at d = 100 "
-        f"{_per_head(lambda name: HEADS[name].default_init_norm(Settings(head=name)), HEADS)}: "
-        "gensim's w = 1/d, except where a head measured better)",
-    )
-    p.add_argument(
-        "--zloss-a",
-        type=float,
-        help=f"Z-loss sharpness a in softplus(a (b - z)) / a (default: {d.zloss_a})",
-    )
-    p.add_argument(
-        "--zloss-b",
-        type=float,
-        help=f"Z-loss margin b, in standard deviations of the output (default: {d.zloss_b})",
-    )
-    p.add_argument(
-        "--aop-k",
-        type=int,
-        help="dense heads (softmax, adaptive, --exact naive): apply K of each minibatch's "
-        "weight-gradient outer products, Mem-AOP-GD; 0 or >= the batch size: all, exact "
-        f"(default: {d.aop_k})",
-    )
-    p.add_argument(
-        "--aop-policy",
-        choices=AOP_POLICIES,
-        help="which K products: the largest norm products, drawn in proportion to their "
-        f"squared norms, or uniformly (default: {d.aop_policy}, the authors' best)",
-    )
-    p.add_argument(
-        "--aop-memory",
-        choices=AOP_MEMORIES,
-        help="what becomes of the others: the authors' factor-row memory, the exact "
-        f"products added back at the next step, or dropped (default: {d.aop_memory})",
-    )
-    p.add_argument(
-        "--lsh-mode",
-        choices=LSH_MODES,
-        help="lsh head: hash the hidden vector (negatives scoring high for the input) or the "
-        f"target's output vector (negatives resembling the target) (default: {d.lsh_mode}, "
-        "measured best on bench17m: README)",
-    )
-    p.add_argument(
-        "--lsh-hash",
-        choices=LSH_HASHES,
-        help="lsh head: SimHash (signed random projections) or DWTA (winner-take-all over "
-        f"coordinate pairs) (default: {d.lsh_hash})",
-    )
-    p.add_argument(
-        "--lsh-bits",
-        type=int,
-        help=f"lsh head: K hash bits per table, 2**K buckets, 1..{MAX_LSH_BITS} "
-        f"(default: {d.lsh_bits}, {LSH_MEASURED})",
-    )
-    p.add_argument(
-        "--lsh-tables",
-        type=int,
-        help=f"lsh head: L hash tables (default: {d.lsh_tables}, {LSH_MEASURED})",
-    )
-    p.add_argument(
-        "--lsh-rehash",
-        type=int,
-        help="lsh head: words between table rebuilds from the current output vectors; the "
-        f"hash functions are redrawn every 10th rebuild (default: {d.lsh_rehash:,}, "
-        f"{LSH_MEASURED})",
-    )
-    p.add_argument(
-        "--lsh-correction",
-        choices=LSH_CORRECTIONS,
-        help="lsh head: logq shifts each negative's logit by -log(negative * q), q its "
-        f"sampling probability; none as the paper's code (default: {d.lsh_correction}, "
-        "measured best on bench17m: README)",
-    )
-    p.add_argument(
-        "--exact",
-        choices=EXACT_FORMS,
-        help="exact heads: factored O(d^2) update or the naive O(Dd) reference "
-        f"(default: {d.exact})",
-    )
-    p.add_argument(
-        "--device",
-        choices=DEVICES,
-        help=f"cpu, gpu (CuPy) or auto: the GPU when one works (default: {d.device})",
-    )
-    p.add_argument(
-        "--engine",
-        choices=ENGINES,
-        help="compiled: Numba per-example SGD with Hogwild threads "
-        f"({_heads_that('has_compiled_step')}; CPU); batched: "
-        "minibatches on the array backend (every head, CPU or GPU; skip-gram groups each "
-        "centre word's context words into one target); auto: compiled where it can run, "
-        f"batched otherwise (default: {d.engine})",
-    )
-    p.add_argument(
-        "--cluster",
-        metavar="RAY",
-        help=f"train on Ray workers ({_heads_that('merges_by_row')}): ray starts a local Ray, "
-        "auto joins the running "
-        "cluster, ray://HOST:PORT a remote one; needs the distributed extra "
-        "(default: one process)",
-    )
-    p.add_argument(
-        "--workers",
-        type=int,
-        help=f"--cluster: worker processes, each with --threads threads and a shard of the "
-        f"corpus (default: {d.workers})",
-    )
-    p.add_argument(
-        "--sync-words",
-        type=int,
-        help="--cluster: words each worker trains between two merges of the changed rows "
-        f"(default: {d.sync_words:,})",
-    )
+    _add_options(p)
     p.add_argument(
         "--save-output",
         metavar="PATH",
@@ -375,7 +198,7 @@ def _run_train(args: argparse.Namespace) -> int:
             progress=not args.quiet,
             resume=args.resume,
             allow_binary=args.allow_binary,
-            **options,
+            settings=settings,
         )
     except TrainingInterrupted as stopped:
         with signals_set_flag():  # a second Ctrl-C must not cut the save short

@@ -13,144 +13,251 @@ from typing import Any
 
 from embedtrain.errors import SettingsError
 
-MODELS = ("skipgram", "cbow")
-DEVICES = ("cpu", "gpu", "auto")
-ENGINES = ("auto", "compiled", "batched")
 #: --cluster values besides ray://HOST:PORT: start a local Ray, or join the running one.
 CLUSTERS = ("ray", "auto")
-EXACT_FORMS = ("factored", "naive")
-AOP_POLICIES = ("topk", "weighted", "random")
-AOP_MEMORIES = ("factors", "exact", "none")
-LSH_MODES = ("embedding", "label")
-LSH_HASHES = ("simhash", "dwta")
-LSH_CORRECTIONS = ("none", "logq")
 #: Hash bits per LSH table at most: 2**12 buckets of 128 ids is 2 MiB a table and buffer.
 MAX_LSH_BITS = 12
 #: Settings a resumed run may change; the others define the model and are kept.
 RESUMABLE_OVERRIDES = ("epochs", "threads", "device", "engine", "cluster", "workers", "sync_words")
 
 
+#: Where the lsh head's K, L and rehash defaults come from.
+LSH_MEASURED = "the best of a sweep on bench17m"
+
+
+def option(
+    default: Any,
+    help: str,
+    *,
+    choices: tuple[str, ...] = (),
+    positive: bool = False,
+    at_least: float | None = None,
+    at_most: float | None = None,
+    note: str = "",
+    default_text: str | None = None,
+    metavar: str | None = None,
+    command_line: bool = True,
+) -> Any:
+    """A :class:`Settings` field and everything said about it once: its help text (the
+    command line's ``--help``, where ``{placeholders}`` name what only the heads know),
+    its allowed values (``choices``, ``positive``, ``at_least``, ``at_most``: checked by
+    :meth:`Settings.validate`), and how ``--help`` shows its default (``default_text``,
+    or the value, then ``note``)."""
+    metadata = {
+        "help": help,
+        "choices": choices,
+        "positive": positive,
+        "at_least": at_least,
+        "at_most": at_most,
+        "note": note,
+        "default_text": default_text,
+        "metavar": metavar,
+        "command_line": command_line,
+    }
+    return field(default=default, metadata=metadata)
+
+
 @dataclass
 class Settings:
-    """Everything that defines a training run; saved with the model for ``resume``."""
+    """Everything that defines a training run; saved with the model for ``resume``.
+    Defaults follow word2vec and gensim 4 where they have one."""
 
-    model: str = "cbow"  # gensim's default (sg=0)
-    head: str = "ns"
-    dim: int = 100
-    window: int = 5
-    negative: int = 5
-    ns_exponent: float = 0.75
-    min_count: int = 5
-    max_vocab_size: int | None = None
-    max_final_vocab: int | None = None
-    sample: float = 1e-3
-    epochs: int = 5
-    lr: float = 0.0  # 0: the head's default (see Head.default_lr), resolved by from_options
-    min_lr: float = 1e-4
-    threads: int = 2
-    seed: int = 1
-    batch_size: int = 0  # examples per minibatch on the batched engine; 0: the head's default
-    epsilon: float = 0.1  # spherical softmax: P(c|h) = (o_c^2 + eps) / (|o|^2 + D eps)
-    #: Exact heads: a constant appended to every hidden vector, so that W's extra column
-    #: is a per-word output bias (the factored-softmax authors' constant feature); 0: none.
-    bias_feature: float | None = None  # None: the head's default (Head.default_bias_feature)
-    init_norm: float | None = None  # input vectors' expected start norm; None: the head's
-    zloss_a: float = 1.0  # Z-loss: softplus(a (b - z)) / a; a and b measured (README)
-    zloss_b: float = 10.0
-    cutoffs: str = ""  # adaptive softmax: "2000,10000"; empty: chosen by the cost model
-    div_value: float = 4.0  # adaptive softmax: tail i projects to d / div_value^i (PyTorch's)
-    aop_k: int = 0  # dense heads: outer products kept per minibatch (Mem-AOP-GD); 0: exact
-    aop_policy: str = "topk"  # which K: the largest norm products (the authors' best)
-    aop_memory: str = "factors"  # what becomes of the rest: the authors' factor-row memory
-    exact: str = "factored"  # exact heads: "factored" (O(d^2)) or "naive" (O(Dd)) reference
-    lsh_mode: str = "label"  # measured better than embedding on bench17m (README)
-    lsh_hash: str = "simhash"  # lsh head: hash family
-    lsh_bits: int = 6  # lsh head: K, hash bits per table (2**K buckets)
-    lsh_tables: int = 10  # lsh head: L tables
-    lsh_rehash: int = 100_000  # lsh head: words between table rebuilds (swept: README)
-    lsh_correction: str = "none"  # lsh head: "logq" shifts negatives' logits by log(k q)
-    max_sentence_length: int = 10_000
-    device: str = "auto"  # where the arrays live: cpu, gpu (CuPy) or auto
-    engine: str = "auto"  # compiled (Numba per-example) or batched (minibatches); see engines
-    cluster: str = ""  # "": one process; ray, auto or ray://HOST:PORT: see distributed.py
-    workers: int = 2  # Ray worker actors, each with --threads threads and a corpus shard
-    sync_words: int = 500_000  # words per worker and round: ~1 s of compute against a ~0.3 s merge
+    model: str = option(
+        "cbow", "architecture; gensim's default (sg=0)", choices=("skipgram", "cbow")
+    )
+    head: str = option("ns", "output layer: {heads}")
+    dim: int = option(100, "vector size", positive=True)
+    window: int = option(
+        5,
+        "maximum context half-width; each position uses a random width 1..window as word2vec",
+        positive=True,
+    )
+    negative: int = option(5, "noise words per target for --head ns and lsh", at_least=0)
+    ns_exponent: float = option(0.75, "noise distribution count**x")
+    min_count: int = option(5, "ignore words seen fewer times", at_least=1)
+    max_vocab_size: int | None = option(
+        None,
+        "prune rare words while counting to hold at most this many distinct words, as word2vec.c",
+        at_least=1,
+        default_text="no limit",
+    )
+    max_final_vocab: int | None = option(
+        None, "keep at most this many most frequent words", at_least=1, default_text="no limit"
+    )
+    sample: float = option(1e-3, "subsampling threshold for frequent words; 0 disables", at_least=0)
+    epochs: int = option(5, "passes over the corpus", positive=True)
+    lr: float = option(
+        0.0,
+        "initial learning rate; 0 picks the head's: {lr_by_head}",
+        positive=True,
+        default_text="0",
+    )
+    min_lr: float = option(1e-4, "final learning rate, reached linearly")
+    threads: int = option(
+        2,
+        "Hogwild worker threads of the compiled engine; the batched engine runs one minibatch "
+        "stream",
+        positive=True,
+    )
+    seed: int = option(1, "random seed; runs are reproducible with --threads 1", at_least=0)
+    batch_size: int = option(
+        0,
+        "examples per minibatch on the batched engine (GPU and exact heads); 0 picks the "
+        "head's default",
+        at_least=0,
+    )
+    epsilon: float = option(
+        0.1,
+        "spherical softmax epsilon: P(c|h) = (o_c^2 + eps) / (|o|^2 + D eps)",
+        positive=True,
+    )
+    bias_feature: float | None = option(
+        None,
+        "exact heads: a constant appended to every hidden vector, so that each word's output "
+        "row gains a bias; 0 disables",
+        at_least=0,
+        default_text="{bias_by_head}",
+    )
+    init_norm: float | None = option(
+        None,
+        "expected norm of each input vector at the start: uniform in [-w, w), w = norm sqrt(3 / d)",
+        positive=True,
+        default_text="the head's; at d = 100 {init_norm_by_head}: gensim's w = 1/d, except "
+        "where a head measured better",
+    )
+    zloss_a: float = option(1.0, "Z-loss sharpness a in softplus(a (b - z)) / a", positive=True)
+    zloss_b: float = option(10.0, "Z-loss margin b, in standard deviations of the output")
+    cutoffs: str = option(
+        "",
+        "adaptive softmax cluster bounds in frequency rank, e.g. 2000,10000",
+        default_text="chosen from the vocabulary's counts by the paper's cost model, and printed",
+    )
+    div_value: float = option(
+        4.0,
+        "adaptive softmax: tail cluster i projects to d / div^i dimensions",
+        note="PyTorch's",
+    )
+    aop_k: int = option(
+        0,
+        "dense heads (softmax, adaptive, --exact naive): apply K of each minibatch's "
+        "weight-gradient outer products, Mem-AOP-GD; 0 or >= the batch size: all, exact",
+        at_least=0,
+    )
+    aop_policy: str = option(
+        "topk",
+        "which K products: the largest norm products, drawn in proportion to their squared "
+        "norms, or uniformly",
+        choices=("topk", "weighted", "random"),
+        note="the authors' best",
+    )
+    aop_memory: str = option(
+        "factors",
+        "what becomes of the others: the authors' factor-row memory, the exact products "
+        "added back at the next step, or dropped",
+        choices=("factors", "exact", "none"),
+    )
+    exact: str = option(
+        "factored",
+        "exact heads: factored O(d^2) update or the naive O(Dd) reference",
+        choices=("factored", "naive"),
+    )
+    lsh_mode: str = option(
+        "label",
+        "lsh head: hash the hidden vector (negatives scoring high for the input) or the "
+        "target's output vector (negatives resembling the target)",
+        choices=("embedding", "label"),
+        note="measured best on bench17m",
+    )
+    lsh_hash: str = option(
+        "simhash",
+        "lsh head: SimHash (signed random projections) or DWTA (winner-take-all over "
+        "coordinate pairs)",
+        choices=("simhash", "dwta"),
+    )
+    lsh_bits: int = option(
+        6,
+        f"lsh head: K hash bits per table, 2**K buckets, 1..{MAX_LSH_BITS}",
+        at_least=1,
+        at_most=MAX_LSH_BITS,
+        note=LSH_MEASURED,
+    )
+    lsh_tables: int = option(10, "lsh head: L hash tables", positive=True, note=LSH_MEASURED)
+    lsh_rehash: int = option(
+        100_000,
+        "lsh head: words between table rebuilds from the current output vectors; the hash "
+        "functions are redrawn every 10th rebuild",
+        positive=True,
+        note=LSH_MEASURED,
+    )
+    lsh_correction: str = option(
+        "none",
+        "lsh head: logq shifts each negative's logit by -log(negative * q), q its sampling "
+        "probability; none as the paper's code",
+        choices=("none", "logq"),
+        note="measured best on bench17m",
+    )
+    max_sentence_length: int = option(
+        10_000,
+        "longer sentences are cut into pieces of this many words (word2vec's 1000, gensim's 10000)",
+        positive=True,
+        command_line=False,
+    )
+    device: str = option(
+        "auto",
+        "cpu, gpu (CuPy) or auto: the GPU when one works",
+        choices=("cpu", "gpu", "auto"),
+    )
+    engine: str = option(
+        "auto",
+        "compiled: Numba per-example SGD with Hogwild threads ({compiled_heads}; CPU); "
+        "batched: minibatches on the array backend (every head, CPU or GPU; skip-gram groups "
+        "each centre word's context words into one target); auto: compiled where it can run, "
+        "batched otherwise",
+        choices=("auto", "compiled", "batched"),
+    )
+    cluster: str = option(
+        "",
+        "train on Ray workers ({merging_heads}): ray starts a local Ray, auto joins the "
+        "running cluster, ray://HOST:PORT a remote one; needs the distributed extra",
+        default_text="one process",
+        metavar="RAY",
+    )
+    workers: int = option(
+        2,
+        "--cluster: worker processes, each with --threads threads and a shard of the corpus",
+        at_least=1,
+    )
+    sync_words: int = option(
+        500_000,
+        "--cluster: words each worker trains between two merges of the changed rows (about "
+        "1 s of compute against a 0.3 s merge)",
+        at_least=1,
+    )
     #: The head's class, bound by :func:`embedtrain.heads.resolve` (not an option, not saved).
     head_class: Any = field(default=None, repr=False, compare=False, metadata={"saved": False})
 
     def validate(self) -> None:
-        """Raise :class:`SettingsError` naming the first nonsensical value (the head's own
-        limits are checked by :func:`embedtrain.heads.resolve`)."""
+        """Raise :class:`SettingsError` naming the first nonsensical value, from what each
+        field's :func:`option` allows (the head's own limits are checked by
+        :func:`embedtrain.heads.resolve`)."""
         for name, value in self.to_dict().items():
             expected = _TYPES[name]
             if value is None and name in _OPTIONAL:
                 continue
             if isinstance(value, bool) or not isinstance(value, expected):
                 kind = _TYPE_NAMES[expected]
-                raise SettingsError(f"--{_flag(name)} must be {kind}, not {value!r}")
+                raise SettingsError(f"{option_name(name)} must be {kind}, not {value!r}")
         for name, value in self.to_dict().items():
             if isinstance(value, float) and not math.isfinite(value):
-                raise SettingsError(f"--{_flag(name)} must be a finite number, not {value}")
-        checks = [
-            (self.model in MODELS, f"--model must be one of {', '.join(MODELS)}"),
-            (self.dim > 0, "--dim must be positive"),
-            (self.window > 0, "--window must be positive"),
-            (self.negative >= 0, "--negative must be >= 0"),
-            (self.min_count >= 1, "--min-count must be >= 1"),
-            (
-                self.max_vocab_size is None or self.max_vocab_size >= 1,
-                "--max-vocab-size must be >= 1",
-            ),
-            (
-                self.max_final_vocab is None or self.max_final_vocab >= 1,
-                "--max-final-vocab must be >= 1",
-            ),
-            (self.sample >= 0, "--sample must be >= 0"),
-            (self.epochs > 0, "--epochs must be positive"),
-            (self.lr > 0, "--lr must be positive"),
-            (0 <= self.min_lr <= self.lr, "--min-lr must be between 0 and --lr"),
-            (self.threads > 0, "--threads must be positive"),
-            (self.batch_size >= 0, "--batch-size must be >= 0"),
-            (self.epsilon > 0, "--epsilon must be positive"),
-            (
-                self.bias_feature is None or self.bias_feature >= 0,
-                "--bias-feature must be >= 0",
-            ),
-            (self.init_norm is None or self.init_norm > 0, "--init-norm must be positive"),
-            (self.zloss_a > 0, "--zloss-a must be positive"),
-            (self.aop_k >= 0, "--aop-k must be >= 0"),
-            (
-                self.aop_policy in AOP_POLICIES,
-                f"--aop-policy must be one of {', '.join(AOP_POLICIES)}",
-            ),
-            (
-                self.aop_memory in AOP_MEMORIES,
-                f"--aop-memory must be one of {', '.join(AOP_MEMORIES)}",
-            ),
-            (self.exact in EXACT_FORMS, f"--exact must be one of {', '.join(EXACT_FORMS)}"),
-            (self.lsh_mode in LSH_MODES, f"--lsh-mode must be one of {', '.join(LSH_MODES)}"),
-            (self.lsh_hash in LSH_HASHES, f"--lsh-hash must be one of {', '.join(LSH_HASHES)}"),
-            (1 <= self.lsh_bits <= MAX_LSH_BITS, f"--lsh-bits must be in 1..{MAX_LSH_BITS}"),
-            (self.lsh_tables >= 1, "--lsh-tables must be positive"),
-            (self.lsh_rehash >= 1, "--lsh-rehash must be positive"),
-            (
-                self.lsh_correction in LSH_CORRECTIONS,
-                f"--lsh-correction must be one of {', '.join(LSH_CORRECTIONS)}",
-            ),
-            (self.max_sentence_length > 0, "max_sentence_length must be positive"),
-            (self.seed >= 0, "--seed must be >= 0"),
-            (self.device in DEVICES, f"--device must be one of {', '.join(DEVICES)}"),
-            (self.engine in ENGINES, f"--engine must be one of {', '.join(ENGINES)}"),
-            (self.workers >= 1, "--workers must be >= 1"),
-            (self.sync_words >= 1, "--sync-words must be >= 1"),
-            (
-                not self.cluster or self.cluster in CLUSTERS or self.cluster.startswith("ray://"),
-                "--cluster must be ray (a new local Ray), auto or ray://HOST:PORT",
-            ),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise SettingsError(message)
+                raise SettingsError(f"{option_name(name)} must be a finite number, not {value}")
+        for spec in OPTIONS:
+            value = getattr(self, spec.name)
+            if value is not None and (problem := _out_of_range(value, spec.metadata)):
+                raise SettingsError(f"{option_name(spec.name)} must be {problem}")
+        if not 0 <= self.min_lr <= self.lr:
+            raise SettingsError("--min-lr must be between 0 and --lr")
+        if self.cluster and not (self.cluster in CLUSTERS or self.cluster.startswith("ray://")):
+            raise SettingsError("--cluster must be ray (a new local Ray), auto or ray://HOST:PORT")
 
     def to_dict(self) -> dict[str, Any]:
         """The options, as saved with a model."""
@@ -159,7 +266,7 @@ class Settings:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> Settings:
         """Settings from a saved dictionary (unknown keys ignored, missing ones default)."""
-        known = {f.name for f in fields(cls)}
+        known = _TYPES.keys()
         # Models saved before --bias-feature existed have no bias column.
         return cls(**{"bias_feature": 0.0, **{k: v for k, v in values.items() if k in known}})
 
@@ -184,13 +291,33 @@ class Settings:
         return replace(self, **options)
 
 
-def _flag(name: str) -> str:
-    return name.replace("_", "-")
+def option_name(name: str) -> str:
+    """How messages name the option ``name``: its flag, or its keyword where the command
+    line has none."""
+    spec = next(f for f in OPTIONS if f.name == name)
+    return f"--{name.replace('_', '-')}" if spec.metadata["command_line"] else name
 
 
-_OPTIONS = [f for f in fields(Settings) if f.metadata.get("saved", True)]
+def _out_of_range(value: Any, allowed: Any) -> str:
+    """What ``value`` must be instead, by the option's ``allowed`` values ('' if it is)."""
+    choices, low, high = allowed["choices"], allowed["at_least"], allowed["at_most"]
+    if choices and value not in choices:
+        return f"one of {', '.join(choices)}"
+    if allowed["positive"] and not value > 0:
+        return "positive"
+    if low is not None and high is not None and not low <= value <= high:
+        return f"in {low:g}..{high:g}"
+    if low is not None and not value >= low:
+        return f">= {low:g}"
+    if high is not None and not value <= high:
+        return f"<= {high:g}"
+    return ""
+
+
+#: The options: every Settings field but the bound head class.
+OPTIONS = [f for f in fields(Settings) if f.metadata.get("saved", True)]
 _TYPES: dict[str, type] = {
-    f.name: {"int": Integral, "float": Real, "str": str}[f.type.split(" | ")[0]] for f in _OPTIONS
+    f.name: {"int": Integral, "float": Real, "str": str}[f.type.split(" | ")[0]] for f in OPTIONS
 }
-_OPTIONAL = {f.name for f in _OPTIONS if "None" in f.type}
+_OPTIONAL = {f.name for f in OPTIONS if "None" in f.type}
 _TYPE_NAMES = {Integral: "an integer", Real: "a number", str: "a string"}

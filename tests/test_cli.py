@@ -583,3 +583,23 @@ def test_aop_reports_its_memory_in_the_epoch_summary(capsys, tmp_path):
     assert "% of the weight-gradient outer products' norm left in memory (K = 8, weighted" in err
     code, _, err = run_cli(capsys, "train", "-o", tmp_path / "v.txt", "--aop-k", "8")
     assert code == 2 and "--aop-k: the ns head has no dense weight-gradient product" in err
+
+
+def test_every_training_option_is_a_flag_generated_from_its_field():
+    """Options are declared once: each Settings field's help, choices and type make its
+    flag, and an absent flag is None (the default, or a resumed model's setting)."""
+    from embedtrain.cli import build_parser
+    from embedtrain.settings import OPTIONS
+
+    commands = next(a for a in build_parser()._actions if a.dest == "command")
+    flags = {action.dest: action for action in commands.choices["train"]._actions}
+    for spec in OPTIONS:
+        if not spec.metadata["command_line"]:
+            assert spec.name not in flags
+            continue
+        action = flags[spec.name]
+        assert action.option_strings == [f"--{spec.name.replace('_', '-')}"]
+        assert action.default is None
+        assert action.help.startswith(spec.metadata["help"].split("{")[0])
+        assert tuple(action.choices or ()) == spec.metadata["choices"]
+        assert action.type is {"int": int, "float": float, "str": str}[spec.type.split(" | ")[0]]

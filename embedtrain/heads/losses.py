@@ -115,22 +115,6 @@ class SphericalFamilyLoss(ExactLoss):
         return loss, xp.zeros_like(q) + grad_q, xp.zeros_like(q) + grad_s, slope * weights
 
 
-class SquaredError(SphericalFamilyLoss):
-    """Sum over targets t of |o - e_t|^2 = K q - 2 sum_t o_t + K."""
-
-    name = "squared"
-
-    @staticmethod
-    @loss_function
-    def target(score, q, s, vocab_size, constants):
-        return 1.0 - 2.0 * score, -2.0 + 0.0 * score, 0.0, 0.0
-
-    @staticmethod
-    @loss_function
-    def example(count, first, second, q, s, vocab_size, constants):
-        return count * q, 1.0 * count, 0.0
-
-
 class SphericalSoftmax(SphericalFamilyLoss):
     """Sum over targets t of -log P(t|h), P(t|h) = (o_t^2 + eps) / (q + D eps)."""
 
@@ -156,6 +140,22 @@ class SphericalSoftmax(SphericalFamilyLoss):
         epsilon = self.constants[0]
         norm = (output * output).sum(axis=1, keepdims=True) + output.shape[1] * epsilon
         return xp.log(output * output + epsilon) - xp.log(norm)
+
+
+class SquaredError(SphericalFamilyLoss):
+    """Sum over targets t of |o - e_t|^2 = K q - 2 sum_t o_t + K."""
+
+    name = "squared"
+
+    @staticmethod
+    @loss_function
+    def target(score, q, s, vocab_size, constants):
+        return 1.0 - 2.0 * score, -2.0 + 0.0 * score, 0.0, 0.0
+
+    @staticmethod
+    @loss_function
+    def example(count, first, second, q, s, vocab_size, constants):
+        return count * q, 1.0 * count, 0.0
 
 
 class TaylorSoftmax(SphericalFamilyLoss):
