@@ -3,7 +3,7 @@
 :class:`Ops` is written once against ``xp`` and runs on NumPy as it would on CuPy (the
 array forms every head has); :class:`NumpyOps` (the host) and :class:`CupyOps` (a CUDA
 GPU) override only what they do faster or differently: compiled scatters and SciPy's
-BLAS on the host (:mod:`embedtrain.cpu_kernels`), ``cupyx`` scatters, device copies,
+BLAS on the host (:mod:`embedtrain.backend_kernels`), ``cupyx`` scatters, device copies,
 synchronisation and the memory pool on the GPU. Nothing else in the package imports CuPy.
 """
 
@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from scipy.linalg import blas
 
-from embedtrain import cpu_kernels
+from embedtrain import backend_kernels
 from embedtrain.errors import GpuUnavailable
 
 GPU_INSTALL_HINT = "pip install 'embedtrain[gpu]'"
@@ -31,14 +31,6 @@ class Ops:
     #: Whether heads may run their compiled CPU forms on this backend's arrays (host
     #: arrays and Numba kernels); otherwise they take their array forms.
     runs_compiled_kernels = False
-    #: What one tail cluster's few array operations cost beyond their arithmetic, in
-    #: multiply-adds (the flat part of a product's cost, which the adaptive softmax's cost
-    #: model charges per cluster). Measured on the host (``eval/bench_adaptive.py
-    #: --fixed-cost``: 261 us at 71 G multiply-adds/s, 2 cores).
-    fixed_cost = 18.6e6
-    #: A softmax's elementwise work (exponential, sums, gradient) per output, in
-    #: multiply-adds: measured 1.2-1.4 ns an element against 1.9 ns for a d = 100 product.
-    softmax_cost = 70.0
 
     def asarray(self, array: Any, dtype: Any = None) -> Any:
         """Copy a host array to this backend (no copy when already there)."""
@@ -112,22 +104,22 @@ class NumpyOps(Ops):
             and values.shape == (indices.shape[0], target.shape[1])
             and values.dtype == target.dtype
         ):
-            cpu_kernels.scatter_rows(target, indices, values)
+            backend_kernels.scatter_rows(target, indices, values)
         else:
             np.add.at(target, indices, values)
 
     def scatter_add_scaled(
         self, target: Any, indices: Any, scales: Any, sources: Any, source_rows: Any
     ) -> None:
-        cpu_kernels.scatter_scaled_rows(target, indices, scales, sources, source_rows)
+        backend_kernels.scatter_scaled_rows(target, indices, scales, sources, source_rows)
 
     def sparse_gram(self, rows: Any, columns: Any, values: Any, n_rows: int) -> Any:
-        return cpu_kernels.sparse_gram(rows, columns, values.astype(np.float64), n_rows)
+        return backend_kernels.sparse_gram(rows, columns, values.astype(np.float64), n_rows)
 
     def solve_spd(self, matrix: Any, rhs: Any) -> Any:
         """Through the Cholesky factor: LAPACK's general solver costs several times more
         at these sizes."""
-        return self.gemm(cpu_kernels.spd_inverse(matrix).astype(rhs.dtype), rhs)
+        return self.gemm(backend_kernels.spd_inverse(matrix).astype(rhs.dtype), rhs)
 
     def gemm(self, a: Any, b: Any, out: Any = None, alpha: float = 1.0) -> Any:
         """Calls BLAS through SciPy, the library the compiled kernels use (Numba binds to
@@ -172,9 +164,6 @@ class CupyOps(Ops):
     """The same operations on a CUDA GPU with CuPy."""
 
     name = "cupy"
-    #: Not measured (no GPU in development): about 20 kernel launches of ~10 us per
-    #: cluster at ~20 T multiply-adds/s; ``eval/bench_adaptive.py --fixed-cost`` measures it.
-    fixed_cost = 4e9
 
     def __init__(self, cupy: Any) -> None:
         import cupyx

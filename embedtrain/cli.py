@@ -58,9 +58,9 @@ def _what_heads_say() -> dict[str, str]:
     exact = [name for name, kind in HEADS.items() if kind.takes_bias_feature]
     return {
         "heads": ", ".join(HEADS),
-        "lr_by_head": _per_head(lambda kind, s: kind.default_lr(s), HEADS),
-        "bias_by_head": _per_head(lambda kind, s: kind.default_bias_feature(s), exact),
-        "init_norm_by_head": _per_head(lambda kind, s: kind.default_init_norm(s), HEADS),
+        "lr_by_head": _per_head(lambda kind, s: kind.with_defaults(s).lr, HEADS),
+        "bias_by_head": _per_head(lambda kind, s: kind.with_defaults(s).bias_feature, exact),
+        "init_norm_by_head": _per_head(lambda kind, s: kind.with_defaults(s).init_norm, HEADS),
         "compiled_heads": heads_that("has_compiled_step"),
         "merging_heads": heads_that("merges_by_row"),
     }
@@ -98,7 +98,7 @@ def _train_parser(commands) -> None:
         help="train word vectors on a corpus",
         description="Train word vectors. Defaults follow word2vec/gensim (d=100, window 5, "
         f"5 negatives, sample 1e-3, min_count 5, 5 epochs, lr "
-        f"{HEADS[d.head].default_lr(d):g} -> {d.min_lr:g} for the default head).",
+        f"{HEADS[d.head].with_defaults(d).lr:g} -> {d.min_lr:g} for the default head).",
     )
     p.add_argument(
         "corpus",

@@ -1,6 +1,7 @@
 """Data-parallel training with sparse synchronisation: the round protocol, the merge rule
 and the worker, in plain NumPy; :mod:`embedtrain.ray_cluster` runs the workers as Ray
-actors, the tests as objects in one process.
+actors (the tests' in-process cluster, ``tests/in_process_cluster.py``, runs the same
+workers as objects in one process).
 
 Each worker holds full copies of the input vectors and the head's output matrix, and a
 shard of the corpus (every ``workers``-th sentence). Training goes in rounds: every worker
@@ -214,11 +215,8 @@ class ShardWorker:
             return self.info
         self.settings = resolve(Settings.from_dict(settings))
         vocab = Vocabulary(words, np.asarray(counts, dtype=np.int64), total)
-        shapes = self.settings.head_class.parameter_shapes(len(vocab), self.settings)
-        placeholders = {name: np.zeros(shape, np.float32) for name, shape in shapes.items()}
-        vectors = np.zeros((len(vocab), self.settings.dim), dtype=np.float32)
         engine, ops = choose_engine(self.settings)
-        self.model = Model(vocab, self.settings, ops, vectors, placeholders)
+        self.model = Model(vocab, self.settings, ops)  # its arrays come with load()
         keep = vocab.keep_probabilities(self.settings.sample)
         self.engine = make_engine(self.model, keep, engine)
         self.arrays = parameter_arrays(self.model)
@@ -316,38 +314,6 @@ class Cluster(Protocol):
     def broadcast(self, method: str, *arguments: Any) -> list[Any]:
         """Call ``method`` with the same arguments (sent once) on every worker."""
         ...
-
-
-class InProcessCluster:
-    """The workers as :class:`ShardWorker` objects in this process, called one after the
-    other: the protocol without Ray, with the same arithmetic (the tests, and
-    ``eval/distributed_rates.py``). A worker that does not hold the driver's generation
-    is reported as lost, as the Ray layer reports a restarted actor."""
-
-    def __init__(self, files: list[str], settings: Settings, allow_binary: bool = False) -> None:
-        self.arguments = [
-            (files, settings.to_dict(), index, settings.workers, allow_binary)
-            for index in range(settings.workers)
-        ]
-        self.workers = [ShardWorker(*arguments) for arguments in self.arguments]
-        self.size = len(self.workers)
-
-    def map(self, method: str, arguments: Sequence[tuple]) -> list[Any]:
-        """Each worker's result in turn; the first loss ends the call (the driver restores
-        every worker from the checkpoint, so the others' work would be discarded)."""
-        results: list[Any] = []
-        for index, args in enumerate(arguments):
-            try:
-                results.append(self._call(index, method, args))
-            except WorkerRestarted:
-                raise WorkerLost(index, "restarted") from None
-        return results
-
-    def broadcast(self, method: str, *arguments: Any) -> list[Any]:
-        return self.map(method, [arguments] * self.size)
-
-    def _call(self, index: int, method: str, arguments: tuple) -> Any:
-        return getattr(self.workers[index], method)(*arguments)
 
 
 @dataclass

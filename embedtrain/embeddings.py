@@ -38,6 +38,12 @@ class Embeddings:
         return cls(model.vocab.words, model.host_vectors(), model)
 
     @property
+    def model(self) -> Model | None:
+        """The model behind these vectors (vocabulary with counts, the head, where training
+        stands), for what this class does not wrap; None for loaded word2vec vectors."""
+        return self._model
+
+    @property
     def settings(self) -> Settings | None:
         """The training settings (None for vectors loaded from a word2vec file)."""
         return self._model.settings if self._model else None
@@ -54,6 +60,21 @@ class Embeddings:
         if self._model is None or not self._model.head.has_output_vectors:
             return None
         return self._model.head.output_vectors()
+
+    def log_probabilities(self, rows: Any) -> np.ndarray | None:
+        """log p(w | h) of every word w (float64, len(rows) x V) for the input vectors of
+        the words at ``rows`` (indices into :attr:`words`), under the head's own
+        distribution: the held-out log-loss (perplexity) of a model. None where the head's
+        output is not a normalised distribution (ns, hs, lsh, squared, zloss) or for
+        loaded word2vec vectors. O(V d) per row."""
+        if self._model is None:
+            return None
+        model = self._model
+        try:
+            hidden = model.ops.asarray(self.vectors[np.asarray(rows)])
+            return model.ops.to_host(model.head.log_probabilities(hidden))
+        except NotImplementedError:
+            return None
 
     def __len__(self) -> int:
         return len(self.words)

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from embedtrain import kernels
+from embedtrain import drivers
 from embedtrain.backend import NumpyOps, Ops, select_ops
 from embedtrain.batching import window_batch
 from embedtrain.errors import SettingsError
@@ -39,7 +39,7 @@ class CompiledEngine:
         self.model = model
         self.keep = keep
         self.driver = (
-            kernels.train_cbow if model.settings.model == "cbow" else kernels.train_skipgram
+            drivers.train_cbow if model.settings.model == "cbow" else drivers.train_skipgram
         )
         self.workers = model.settings.threads
 

@@ -69,7 +69,8 @@ class Model:
             vectors = rng.random((len(vocab), settings.dim), dtype=np.float32)
             vectors *= 2.0
             vectors -= 1.0
-            vectors *= np.float32(kind.input_init_width(settings))
+            # E|h|^2 = d w^2 / 3 gives the vectors the expected norm init_norm.
+            vectors *= np.float32(settings.init_norm * math.sqrt(3.0 / settings.dim))
         self.vectors = ops.asarray(vectors, dtype=np.float32)
         self.head: Head = kind.create(vocab, settings, ops, settings.seed + 1, head_parameters)
         self.words_done = words_done  # in-vocabulary words trained on, over all epochs

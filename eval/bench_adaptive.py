@@ -10,7 +10,7 @@ machine's speed drifts by 20-30% over minutes); the best of several passes is ke
     python eval/bench_adaptive.py
     python eval/bench_adaptive.py --vocab-sizes 50000 --dims 100
 
-``--fixed-cost`` measures the constant of the cost model (``Ops.fixed_cost``): the time
+``--fixed-cost`` measures the constant of the cost model (``adaptive.BACKEND_COSTS``): the time
 one tail cluster adds to a step when a single example has a target in it (its few array
 operations, almost no arithmetic), in multiply-adds at the rate of the head's product.
 
@@ -142,7 +142,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--steps", type=int, default=8, help="minibatches per timed pass")
     parser.add_argument("--repeats", type=int, default=3, help="timed passes per head")
-    parser.add_argument("--fixed-cost", action="store_true", help="measure Ops.fixed_cost")
+    parser.add_argument(
+        "--fixed-cost", action="store_true", help="measure the cost model's fixed cost per cluster"
+    )
     parser.add_argument(
         "--compiled-softmax", action="store_true", help="a fused Numba softmax against NumPy's"
     )

@@ -46,6 +46,7 @@ from embedtrain.heads.lsh import LshNegativeSampling
 from embedtrain.heads.lsh_kernels import draw_negatives
 from embedtrain.rng import seed_state, uniform
 from embedtrain.settings import Settings
+from embedtrain.vocab import alias_table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -135,21 +136,22 @@ def sampling_cost(emb: embedtrain.Embeddings, settings: Settings, examples: int)
     """Nanoseconds per example to draw ``negative`` noise words: alias table, and the LSH
     tables of the trained model (rebuilt from its output vectors), queries drawn from the
     unigram distribution (embedding mode: the query word's input vector)."""
-    model = emb._model
+    model = emb.model
     head = model.head
     assert isinstance(head, LshNegativeSampling)
     head.compiled_step()  # marks the tables in use
-    head.rebuild_tables(max(head._rebuild + 1, 0))
+    head.start_job(model.words_done + settings.lsh_rehash)  # a rebuild past the last one
     _, state = head.compiled_step()
+    noise = alias_table(model.vocab.noise_distribution(settings.ns_exponent))
     rng = np.random.default_rng(0)
     unigram = model.vocab.counts / model.vocab.counts.sum()
     targets = rng.choice(len(unigram), size=examples, p=unigram).astype(np.int64)
     hiddens = model.vectors[rng.choice(len(unigram), size=examples, p=unigram)]
     negative = settings.negative
-    _alias_loop(head._alias_probability, head._alias_index, 10, negative, seed_state(1))
+    _alias_loop(noise.probability, noise.alias, 10, negative, seed_state(1))
     _lsh_loop(state, hiddens[:10], targets[:10], negative, seed_state(1))
     start = time.perf_counter()
-    _alias_loop(head._alias_probability, head._alias_index, examples, negative, seed_state(2))
+    _alias_loop(noise.probability, noise.alias, examples, negative, seed_state(2))
     alias = time.perf_counter() - start
     start = time.perf_counter()
     _lsh_loop(state, hiddens, targets, negative, seed_state(2))

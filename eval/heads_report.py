@@ -239,15 +239,13 @@ def held_out_loss(emb: embedtrain.Embeddings, pairs: tuple[np.ndarray, np.ndarra
     (``Head.log_probabilities``); None where the head defines none (or there are no
     pairs)."""
     centre, context = pairs
-    head = emb._model.head
     step = max(1, CHUNK_ELEMENTS // len(emb.words))
     total = 0.0
-    try:
-        for start in range(0, len(centre), step):
-            log_p = head.log_probabilities(emb.vectors[centre[start : start + step]])
-            total -= float(np.take_along_axis(log_p, context[start : start + step, None], 1).sum())
-    except NotImplementedError:
-        return None
+    for start in range(0, len(centre), step):
+        log_p = emb.log_probabilities(centre[start : start + step])
+        if log_p is None:
+            return None
+        total -= float(np.take_along_axis(log_p, context[start : start + step, None], 1).sum())
     return total / len(centre) if len(centre) else None
 
 

@@ -42,7 +42,7 @@ CLI = "tests/test_cli.py"
 CORPUS = "tests/test_corpus.py"
 EXACT = "tests/test_exact_heads.py"
 EXPORT = "tests/test_export.py"
-KERNELS = "tests/test_kernels.py"
+KERNELS = "tests/test_drivers.py"
 MODEL = "tests/test_model.py"
 RNG = "tests/test_rng.py"
 SPARSE = "tests/test_sparse_heads.py"
@@ -176,30 +176,30 @@ MUTANTS: list[Mutant] = [
         (CORPUS, TRAINING),
         "encoded word total counts sentence ends as words",
     ),
-    # --- kernels.py ---
+    # --- drivers.py ---
     m(
-        "kernels.py",
+        "drivers.py",
         "min(n, pos + window + 1 - reduced)",
         "min(n, pos + window - reduced)",
         (KERNELS,),
         "compiled window one short on the right",
     ),
     m(
-        "kernels.py",
+        "drivers.py",
         "while end < ids.shape[0] and ids[end] >= 0:",
         "while end < ids.shape[0] and ids[end] > 0:",
         (KERNELS, TRAINING),
         "word id 0 (the most frequent word) read as a sentence end",
     ),
     m(
-        "kernels.py",
+        "drivers.py",
         "scale = np.float32(1.0 / count)",
         "scale = np.float32(1.0)",
         (KERNELS,),
         "CBOW sums the context vectors instead of averaging",
     ),
     m(
-        "kernels.py",
+        "drivers.py",
         "context = vectors[sentence[c]]\n                work[:] = 0.0\n"
         "                loss += head_step(state, context, sentence[pos], lr, work, rng)",
         "context = vectors[sentence[pos]]\n                work[:] = 0.0\n"
@@ -208,7 +208,7 @@ MUTANTS: list[Mutant] = [
         "skip-gram input and target swapped (centre as input)",
     ),
     m(
-        "kernels.py",
+        "drivers.py",
         "lr = lr_start + (lr_end - lr_start) * start / total\n"
         "        n, end = _read_sentence(ids, start, keep, rng, sentence)\n"
         "        for pos in range(n):\n"
@@ -335,8 +335,8 @@ MUTANTS: list[Mutant] = [
     # --- heads/losses.py ---
     m(
         "heads/losses.py",
-        "norm = q + vocab_size * constants[0]",
-        "norm = q + constants[0]",
+        "norm = q + vocab_size * constants.epsilon",
+        "norm = q + constants.epsilon",
         (EXACT,),
         "spherical softmax normaliser misses the D factor on epsilon",
     ),

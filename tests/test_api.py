@@ -485,3 +485,24 @@ def test_a_signal_during_the_last_job_is_not_an_interruption(monkeypatch, long_c
     monkeypatch.setattr(training, "signals_set_flag", lambda: contextlib.nullcontext(flag))
     emb = embedtrain.train(long_corpus, progress=False, **settings)
     assert flag.is_set() and [r.epoch for r in emb.history] == [1]
+
+
+def test_log_probabilities_are_the_heads_distribution_or_none(structured_corpus, tmp_path):
+    """Held-out log-loss through the public API: each row a distribution over the words,
+    the head's own (the model's log_probabilities); None where the head defines none, and
+    for word2vec vectors, which carry no head."""
+    options = {"dim": 8, "epochs": 1, "threads": 1, "progress": False}
+    emb = embedtrain.train(str(structured_corpus), head="softmax", **options)
+    log_p = emb.log_probabilities([0, 3, 5])
+    assert log_p.shape == (3, len(emb)) and log_p.dtype == np.float64
+    np.testing.assert_allclose(np.exp(log_p).sum(axis=1), 1.0, atol=1e-12)
+    hidden = emb.vectors[[0, 3, 5]].astype(np.float64)
+    expected = emb.model.head.log_probabilities(hidden)
+    np.testing.assert_allclose(log_p, expected, rtol=1e-12)
+    assert (
+        embedtrain.train(str(structured_corpus), head="ns", **options).log_probabilities([0])
+        is None
+    )
+    emb.save_vectors(tmp_path / "v.txt")
+    loaded = embedtrain.load(tmp_path / "v.txt")
+    assert loaded.model is None and loaded.log_probabilities([0]) is None

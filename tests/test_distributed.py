@@ -9,13 +9,13 @@ from collections import Counter
 import numpy as np
 import pytest
 from conftest import neighbour_purity, structured_sentences, train_model, write_corpus
+from in_process_cluster import InProcessCluster
 
 from embedtrain.backend import NumpyOps
 from embedtrain.corpus import Corpus
 from embedtrain.distributed import (
     ClusterEpochs,
     ClusterStats,
-    InProcessCluster,
     RoundPlan,
     RowBlock,
     ShardSentences,
@@ -38,7 +38,7 @@ FAST = {"dim": 20, "epochs": 3, "min_count": 1, "sample": 0.0, "threads": 1, "se
 
 
 class FakeCluster(InProcessCluster):
-    """The workers in this process (the library's InProcessCluster); ``lose`` makes worker
+    """The workers in this process (the tests' InProcessCluster); ``lose`` makes worker
     ``index`` die during its ``call``-th train_round: it is rebuilt from its arguments (a
     restart) and the call raises WorkerLost, as the Ray layer does."""
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
-from numbers import Real
 from typing import Any
 
 from embedtrain.errors import SettingsError
@@ -38,14 +37,8 @@ def resolve(settings: Settings) -> Settings:
     kind = HEADS[settings.head]
     if settings.head in LOSSES and isinstance(settings.exact, str):
         kind = exact_head(LOSSES[settings.head], settings.exact)
-    settings = replace(settings, head_class=kind)
-    if isinstance(settings.lr, Real) and settings.lr == 0:
-        settings.lr = kind.default_lr(settings)
-    if settings.bias_feature is None:
-        settings.bias_feature = kind.default_bias_feature(settings)
+    settings = kind.with_defaults(replace(settings, head_class=kind))
     settings.validate()
-    if settings.init_norm is None:  # after validation: it depends on dim
-        settings.init_norm = kind.default_init_norm(settings)
     _check_applicable(settings, kind)
     kind.check_settings(settings)
     return settings

@@ -35,6 +35,14 @@ if TYPE_CHECKING:
     from embedtrain.settings import Settings
 
 log = logging.getLogger("embedtrain")
+#: The cost model's two constants on each backend (by ``Ops.name``), in multiply-adds:
+#: a softmax's elementwise work per output (exponential, sums, gradient: measured
+#: 1.2-1.4 ns an element against 1.9 ns for a d = 100 product), and what one tail
+#: cluster's few array operations cost beyond their arithmetic (the flat part of a
+#: product's cost; ``eval/bench_adaptive.py --fixed-cost`` measures it: 261 us at
+#: 71 G multiply-adds/s on the 2-core host). The GPU's is not measured (no GPU in
+#: development): about 20 kernel launches of ~10 us per cluster at ~20 T multiply-adds/s.
+BACKEND_COSTS = {"numpy": (70.0, 18.6e6), "cupy": (70.0, 4e9)}
 
 #: At most this many tail clusters: the paper finds the gain saturates after a few.
 MAX_TAIL_CLUSTERS = 4
@@ -81,9 +89,9 @@ def expected_cost(
       batch (1 - (1 - p_i)^K) with p_i the tail's share of the tokens: the d x d_i
       projection, then n_i outputs of a d_i-dimensional product and a softmax;
     - ``ops_costs`` = (cost of the softmax per output element, fixed cost per cluster),
-      the backend's (:attr:`Ops.softmax_cost`, :attr:`Ops.fixed_cost`): the exponentials
-      cost as much as a product of dozens of dimensions, and a cluster's few array
-      operations as a product of millions (the flat part of the paper's g(k, B))."""
+      the backend's (:data:`BACKEND_COSTS`): the exponentials cost as much as a product
+      of dozens of dimensions, and a cluster's few array operations as a product of
+      millions (the flat part of the paper's g(k, B))."""
     softmax_cost, fixed_cost = ops_costs
     vocab_size = len(shares)
     bounds = [*cutoffs, vocab_size]
@@ -138,13 +146,11 @@ class AdaptiveSoftmax(Head):
     default_batch_size = 64
     has_output_vectors = True
 
-    @classmethod
-    def default_lr(cls, settings: Settings) -> float:
-        """0.01: at word2vec's 0.025 the head's cluster tokens, which collect the gradient
-        of every target in their cluster, and the input vectors feed each other until they
-        diverge (skip-gram on bench17m's first 2M tokens: within 211 minibatches with the
-        chosen cutoffs, 850 with 2000,10000); 0.01 trains (README)."""
-        return 0.01
+    #: At word2vec's 0.025 the head's cluster tokens, which collect the gradient of every
+    #: target in their cluster, and the input vectors feed each other until they diverge
+    #: (skip-gram on bench17m's first 2M tokens: within 211 minibatches with the chosen
+    #: cutoffs, 850 with 2000,10000); 0.01 trains.
+    default_lr = 0.01
 
     @classmethod
     def check_settings(cls, settings: Settings) -> None:
@@ -173,7 +179,7 @@ class AdaptiveSoftmax(Head):
                 settings.div_value,
                 cls.batch_size(settings),
                 targets,
-                (ops.softmax_cost, ops.fixed_cost),
+                BACKEND_COSTS.get(ops.name, BACKEND_COSTS["numpy"]),
             )
         share = float(vocab.counts[: cutoffs[0] if cutoffs else len(vocab)].sum())
         share /= max(int(vocab.counts.sum()), 1)

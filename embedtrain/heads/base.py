@@ -7,7 +7,7 @@ the same two entry points, so the trainer never knows which head it drives:
   their padded targets, on the array backend (NumPy or CuPy) or, where a head has one,
   as a compiled CPU kernel (the factored exact heads);
 - :meth:`Head.compiled_step`: optionally, a Numba per-example step and its state
-  for the compiled CPU drivers of :mod:`embedtrain.kernels`.
+  for the compiled CPU drivers of :mod:`embedtrain.drivers`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from numbers import Integral, Real
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -65,6 +66,8 @@ class Head(ABC):
     has_output_vectors: ClassVar[bool] = False
     #: Whether the head takes ``bias_feature`` (a constant input feature: the exact heads).
     takes_bias_feature: ClassVar[bool] = False
+    #: The initial learning rate when ``lr`` is 0: word2vec's and gensim's.
+    default_lr: ClassVar[float] = 0.025
     #: Parameters saved as integer arrays (the rest are floating point).
     integer_parameters: ClassVar[tuple[str, ...]] = ()
 
@@ -127,37 +130,19 @@ class Head(ABC):
             )
 
     @classmethod
-    def default_lr(cls, settings: Settings) -> float:
-        """The initial learning rate when ``lr`` is 0: word2vec's and gensim's 0.025."""
-        return 0.025
-
-    @classmethod
-    def default_init_norm(cls, settings: Settings) -> float:
-        """The input vectors' expected norm at the start when ``init_norm`` is not given:
-        gensim 4's (uniform in [-1/d, 1/d)), except for a head whose loss ignores the
-        hidden vector's scale (it overrides)."""
-        return 1.0 / math.sqrt(3.0 * settings.dim)
-
-    @classmethod
-    def input_init_width(cls, settings: Settings) -> float:
-        """Half-width w of the input vectors' uniform initialisation in [-w, w): E|h|^2 =
-        d w^2 / 3 gives ``init_norm`` (or the head's default) its expected norm."""
-        norm = settings.init_norm
-        if norm is None:
-            norm = cls.default_init_norm(settings)
-        return norm * math.sqrt(3.0 / settings.dim)
-
-    @classmethod
-    def default_bias_feature(cls, settings: Settings) -> float:
-        """The constant appended to the hidden vectors when ``bias_feature`` is not given:
-        none, except where an exact head measured better with one."""
-        return 0.0
-
-    @classmethod
-    def bias_feature(cls, settings: Settings) -> float:
-        """``bias_feature``, or the head's default where it is None."""
-        given = settings.bias_feature
-        return cls.default_bias_feature(settings) if given is None else given
+    def with_defaults(cls, settings: Settings) -> Settings:
+        """``settings`` with the head's defaults written in where they stand unset:
+        ``lr = 0`` becomes :attr:`default_lr`, ``init_norm = None`` gensim 4's start
+        (uniform in [-1/d, 1/d), a norm of 1/sqrt(3 d)) and ``bias_feature = None`` none;
+        a head whose loss needs others overrides (the exact heads)."""
+        changes: dict[str, Any] = {}
+        if isinstance(settings.lr, Real) and settings.lr == 0:
+            changes["lr"] = cls.default_lr
+        if settings.init_norm is None and isinstance(settings.dim, Integral) and settings.dim > 0:
+            changes["init_norm"] = 1.0 / math.sqrt(3.0 * settings.dim)
+        if settings.bias_feature is None:
+            changes["bias_feature"] = 0.0
+        return replace(settings, **changes)
 
     @classmethod
     def batch_size(cls, settings: Settings) -> int:

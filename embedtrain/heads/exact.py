@@ -30,6 +30,7 @@ import math
 from abc import abstractmethod
 from dataclasses import replace
 from functools import cache
+from numbers import Real
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -88,22 +89,22 @@ class ExactHead(Head):
         return cls(loss, vocab, settings, ops, seed, parameters=parameters)
 
     @classmethod
-    def default_lr(cls, settings: Settings) -> float:
-        return cls.loss_type.default_lr
-
-    @classmethod
-    def default_bias_feature(cls, settings: Settings) -> float:
-        return cls.loss_type.default_bias_feature
-
-    @classmethod
-    def default_init_norm(cls, settings: Settings) -> float:
-        norm = cls.loss_type.input_init_norm
-        return super().default_init_norm(settings) if norm is None else norm
+    def with_defaults(cls, settings: Settings) -> Settings:
+        """The loss's defaults: its rate, its input scale and its constant feature."""
+        loss = cls.loss_type
+        changes: dict[str, Any] = {}
+        if isinstance(settings.lr, Real) and settings.lr == 0:
+            changes["lr"] = loss.default_lr
+        if settings.init_norm is None and loss.input_init_norm is not None:
+            changes["init_norm"] = loss.input_init_norm
+        if settings.bias_feature is None:
+            changes["bias_feature"] = loss.default_bias_feature
+        return super().with_defaults(replace(settings, **changes))
 
     @classmethod
     def width(cls, settings: Settings) -> int:
         """Columns of W: the hidden vector's, and one for the constant feature if any."""
-        return settings.dim + (1 if cls.bias_feature(settings) else 0)
+        return settings.dim + (1 if settings.bias_feature else 0)
 
     def __init__(
         self,
@@ -120,7 +121,7 @@ class ExactHead(Head):
         self.name = loss.name
         self.capped_steps = 0
         self._reported_caps = 0
-        self.feature = self.bias_feature(settings)
+        self.feature = settings.bias_feature or 0.0
         if parameters is None:
             rng = np.random.default_rng(seed)
             shape = (self.vocab_size, self.width(settings))
@@ -314,8 +315,6 @@ class FactoredHead(ExactHead):
             np.ascontiguousarray(hidden, dtype=state.basis.dtype),
             np.ascontiguousarray(targets),
             float(lr),
-            self.loss.target,
-            self.loss.example,
             self.loss.constants,
             STABILITY_CAP,
             workspace,

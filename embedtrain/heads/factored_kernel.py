@@ -30,7 +30,7 @@ import numpy as np
 from numba import njit
 from numba.extending import overload
 
-from embedtrain.cpu_kernels import scatter_scaled_rows, sparse_gram, spd_inverse
+from embedtrain.backend_kernels import scatter_scaled_rows, sparse_gram, spd_inverse
 
 #: Loops vectorise with reassociation and fused multiply-adds; NaN and infinity keep
 #: their IEEE behaviour, so a diverging run is still caught by the finiteness check.
@@ -134,6 +134,37 @@ def _add_identity(matrix, sign):
     return matrix
 
 
+def loss_target(constants, score, q, s, vocab_size):
+    """The loss's ``target`` function (compiled code only): the loss is the one whose
+    constants' type ``constants`` has, so each loss compiles, and caches, its own step."""
+    raise NotImplementedError("only callable from compiled code")
+
+
+@overload(loss_target)
+def _loss_target_compiled(constants, score, q, s, vocab_size):
+    target = constants.instance_class.loss.target
+
+    def call(constants, score, q, s, vocab_size):
+        return target(score, q, s, vocab_size, constants)
+
+    return call
+
+
+def loss_example(constants, count, first, second, q, s, vocab_size):
+    """The loss's ``example`` function (compiled code only), as :func:`loss_target`."""
+    raise NotImplementedError("only callable from compiled code")
+
+
+@overload(loss_example)
+def _loss_example_compiled(constants, count, first, second, q, s, vocab_size):
+    example = constants.instance_class.loss.example
+
+    def call(constants, count, first, second, q, s, vocab_size):
+        return example(count, first, second, q, s, vocab_size, constants)
+
+    return call
+
+
 @njit(cache=True)
 def state_rows(dim):
     """Where the blocks of the packed state [Q; U; r^T; c^T; U^-T] ((3d + 2) x d, float64)
@@ -164,24 +195,12 @@ def _carve(workspace, offset, rows, columns):
 
 
 @njit(fastmath=FAST, cache=True)
-def factored_step(
-    basis,
-    state,
-    hidden,
-    targets,
-    lr,
-    loss_target,
-    loss_example,
-    constants,
-    cap,
-    workspace,
-    mirrored,
-):
+def factored_step(basis, state, hidden, targets, lr, constants, cap, workspace, mirrored):
     """One exact minibatch step on V (``basis``, updated in place at the target rows) and
     ``state`` = [Q; U; r^T; c^T; U^-T] (float64, (3d + 2) x d, updated in place).
 
-    ``loss_target``, ``loss_example`` and ``constants`` are the loss's two compiled
-    functions and its constants (:mod:`embedtrain.heads.losses`); ``hidden`` is
+    ``constants`` are the loss's (:mod:`embedtrain.heads.losses`), whose type picks
+    its two functions when the step compiles; ``hidden`` is
     C-contiguous in V's dtype; ``workspace`` holds at least :func:`workspace_size`
     elements of it and starts with a copy of ``state`` in that dtype, which the step
     keeps current; ``mirrored`` says whether that copy is already there (False after
@@ -240,7 +259,7 @@ def factored_step(
             for i in range(dim):
                 score += row[i] * mixed[i]
             score += shared
-            term, value, first_term, second_term = loss_target(score, q, s, vocab_size, constants)
+            term, value, first_term, second_term = loss_target(constants, score, q, s, vocab_size)
             loss += term
             first += first_term
             second += second_term
@@ -253,7 +272,7 @@ def factored_step(
             for i in range(dim):
                 summed[i] += weight * row[i]
         pairs += count
-        term, grad_q[j], grad_s[j] = loss_example(count, first, second, q, s, vocab_size, constants)
+        term, grad_q[j], grad_s[j] = loss_example(constants, count, first, second, q, s, vocab_size)
         loss += term
 
     sparse_part = stacked[2 * m :]

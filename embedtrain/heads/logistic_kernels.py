@@ -1,5 +1,5 @@
 """Compiled per-example steps of the logistic-unit heads (negative sampling and
-hierarchical softmax), called by the skip-gram/CBOW drivers of :mod:`embedtrain.kernels`.
+hierarchical softmax), called by the skip-gram/CBOW drivers of :mod:`embedtrain.drivers`.
 
 A step is ``step(state, hidden, target, lr, work, rng) -> loss``: it updates the head's
 output rows, adds ``-lr * dL/dhidden`` to ``work`` and draws from ``rng``. ``state`` is a

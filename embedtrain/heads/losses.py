@@ -7,7 +7,10 @@ functions say everything about it:
 - ``target(score, q, s, vocab_size, constants)`` for one target's output ``score``:
   (its loss term, dL/dscore, and two terms summed over the example's targets);
 - ``example(count, first, second, q, s, vocab_size, constants)`` once per example, with
-  its number of targets and those two sums: (its loss term, dL/dq, dL/ds).
+  its number of targets and those two sums: (its loss term, dL/dq, dL/ds);
+
+``constants`` being an instance of the loss's own named tuple ``Constants`` (its fields
+are the loss's options), whose type tells the compiled step which loss it runs.
 
 Both are written with arithmetic and NumPy ufuncs only, so that one source serves every
 form of the step: Numba compiles them into the factored CPU kernel
@@ -21,7 +24,7 @@ Adding a loss is adding a subclass here with a ``name``: it becomes ``--head NAM
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 import numpy as np
 from numba import njit
@@ -55,14 +58,22 @@ class ExactLoss:
     #: gensim's (None: gensim's).
     input_init_norm: ClassVar[float | None] = None
 
+    class Constants(NamedTuple):
+        """The loss's constants (none here), as its two functions read them."""
+
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        if "name" in cls.__dict__:
-            LOSSES[cls.name] = cls
+        if "name" not in cls.__dict__:
+            return
+        if "Constants" not in cls.__dict__:  # a type of its own: the compiled step's key
+            cls.Constants = NamedTuple(f"{cls.__name__}Constants", [])
+            cls.Constants.__qualname__ = f"{cls.__qualname__}.Constants"
+            cls.Constants.__module__ = cls.__module__
+        cls.Constants.loss = cls
+        LOSSES[cls.name] = cls
 
     def __init__(self, *constants: float) -> None:
-        #: The loss's constants, as its two functions read them.
-        self.constants = tuple(float(c) for c in constants) or (0.0,)
+        self.constants = self.Constants(*(float(c) for c in constants))
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ExactLoss:
@@ -120,6 +131,9 @@ class SphericalSoftmax(SphericalFamilyLoss):
 
     name = "spherical"
 
+    class Constants(NamedTuple):
+        epsilon: float
+
     @classmethod
     def from_settings(cls, settings: Settings) -> SphericalSoftmax:
         return cls(settings.epsilon)
@@ -127,17 +141,17 @@ class SphericalSoftmax(SphericalFamilyLoss):
     @staticmethod
     @loss_function
     def target(score, q, s, vocab_size, constants):
-        numerator = score * score + constants[0]
+        numerator = score * score + constants.epsilon
         return -np.log(numerator), -2.0 * score / numerator, 0.0, 0.0
 
     @staticmethod
     @loss_function
     def example(count, first, second, q, s, vocab_size, constants):
-        norm = q + vocab_size * constants[0]
+        norm = q + vocab_size * constants.epsilon
         return count * np.log(norm), count / norm, 0.0
 
     def log_distribution(self, xp, output):
-        epsilon = self.constants[0]
+        epsilon = self.constants.epsilon
         norm = (output * output).sum(axis=1, keepdims=True) + output.shape[1] * epsilon
         return xp.log(output * output + epsilon) - xp.log(norm)
 
@@ -202,6 +216,10 @@ class ZLoss(SphericalFamilyLoss):
     input_init_norm = math.sqrt(3.0)
     default_bias_feature = 1.0
 
+    class Constants(NamedTuple):
+        sharpness: float  # a
+        margin: float  # b
+
     @classmethod
     def from_settings(cls, settings: Settings) -> ZLoss:
         return cls(settings.zloss_a, settings.zloss_b)
@@ -209,7 +227,7 @@ class ZLoss(SphericalFamilyLoss):
     @staticmethod
     @loss_function
     def target(score, q, s, vocab_size, constants):
-        sharpness, margin = constants[0], constants[1]
+        sharpness, margin = constants.sharpness, constants.margin
         mean = s / vocab_size
         deviation = np.sqrt(q / vocab_size - mean * mean)
         z = (score - mean) / deviation

@@ -1,5 +1,5 @@
 """Compiled parts of the LSH negative-sampling head (:mod:`embedtrain.heads.lsh`): hashing,
-the table build and the per-example step for the drivers of :mod:`embedtrain.kernels`.
+the table build and the per-example step for the drivers of :mod:`embedtrain.drivers`.
 
 Tables are double-buffered: ``tables[b]``, ``sizes[b]``, ``codes[b]``, ``kept[b]`` and the
 hash functions ``planes[b]``/``pairs[b]`` belong together, and ``active[0]`` names the

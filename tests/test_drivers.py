@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from numba import njit
 
-from embedtrain import kernels
+from embedtrain import drivers
 from embedtrain.backend import NumpyOps
 from embedtrain.batching import window_batch
 from embedtrain.heads import resolved_settings
@@ -61,7 +61,7 @@ def assert_distance_shares(pairs_per_distance: np.ndarray, trials: int) -> None:
 def test_skipgram_windows_are_reduced_as_word2vec():
     per_distance = np.zeros(LENGTH, dtype=np.int64)
     for seed in range(RUNS):
-        records = run_driver(kernels.train_skipgram, seed)
+        records = run_driver(drivers.train_skipgram, seed)
         context, centre = records[:, 0].astype(int), records[:, 1].astype(int)
         interior = np.isin(centre, INTERIOR)
         np.add.at(per_distance, np.abs(context - centre)[interior], 1)
@@ -71,7 +71,7 @@ def test_skipgram_windows_are_reduced_as_word2vec():
 def test_skipgram_input_is_the_context_word_and_target_the_centre():
     """word2vec's orientation: one example per (context, centre) pair, the centre never
     its own context."""
-    records = run_driver(kernels.train_skipgram, 3)
+    records = run_driver(drivers.train_skipgram, 3)
     assert (records[:, 0] != records[:, 1]).all()
     assert (np.abs(records[:, 0] - records[:, 1]) <= WINDOW).all()
 
@@ -80,7 +80,7 @@ def test_cbow_input_is_the_mean_of_the_context_vectors():
     """An interior window is symmetric around its centre, so the mean of its word ids is
     the centre's id exactly (a sum would be 2 (W - b) times it)."""
     for seed in range(20):
-        records = run_driver(kernels.train_cbow, seed)
+        records = run_driver(drivers.train_cbow, seed)
         interior = np.isin(records[:, 1], INTERIOR)
         np.testing.assert_allclose(records[interior, 0], records[interior, 1], rtol=1e-6)
         assert len(records) == LENGTH  # one example per position
@@ -161,7 +161,7 @@ def test_batched_windows_stay_inside_their_sentence():
 def test_skipgram_pairs_are_symmetric_windows_around_each_target():
     """Each target (the centre) comes with the inputs t-k..t+k except t, for one k, in
     sentence order: the centre is the target, not the input."""
-    records = run_driver(kernels.train_skipgram, 11)
+    records = run_driver(drivers.train_skipgram, 11)
     targets = records[:, 1].astype(int)
     assert (np.diff(targets) >= 0).all()
     for target in INTERIOR:
@@ -179,7 +179,7 @@ def rate_recording_step(state, hidden, target, lr, work, rng):
     return 0.0
 
 
-@pytest.mark.parametrize("driver", [kernels.train_skipgram, kernels.train_cbow])
+@pytest.mark.parametrize("driver", [drivers.train_skipgram, drivers.train_cbow])
 def test_drivers_interpolate_the_rate_across_the_job(driver):
     """Sentence s of a job (starting at id index i) trains at lr_start + (lr_end -
     lr_start) * i / len(job): 0.1 -> 0 over a job of 4 sentences of 11 slots."""
