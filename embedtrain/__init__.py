@@ -21,6 +21,7 @@ __all__ = [
     "GpuUnavailable",
     "ModelFileError",
     "OutputError",
+    "OutputInterrupted",
     "Settings",
     "SettingsError",
     "StopTraining",

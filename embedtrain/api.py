@@ -73,7 +73,7 @@ def train(
     elif options:
         raise SettingsError("give train() either settings or options, not both")
     elif settings.head_class is None:
-        settings = resolve(settings)
+        settings = resolve(settings, given=settings.changed())
     quiet = not progress
     if settings.cluster:
         from embedtrain.ray_cluster import train_on_cluster
@@ -114,7 +114,7 @@ def resolve_settings(resume: str | os.PathLike | None = None, **options: Any) ->
     """The settings a run will use: the defaults with ``options``, or a saved model's with
     the options a resumed run may change; validated."""
     if resume is not None:
-        return resolve(Model.saved_settings(resume).resumed_with(**options))
+        return resolve(Model.saved_settings(resume).resumed_with(**options), given=options)
     return resolved_settings(**options)
 
 

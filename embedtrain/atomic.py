@@ -14,18 +14,23 @@ What each kind of target gets:
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
-from embedtrain.errors import OutputError
+from embedtrain.errors import OutputError, OutputInterrupted
+from embedtrain.signals import stop_requested
 
 STDOUT = "-"
+#: How often a FIFO output without a reader is tried again (and a stop signal noticed).
+FIFO_POLL_SECONDS = 0.1
 #: Characters of the target's name kept in the temporary name, so that the temporary
 #: name (".NAME.XXXXXXXX.tmp") stays under the 255-byte limit of every common file system.
 _TEMPORARY_NAME_CHARS = 100
@@ -120,10 +125,35 @@ def _streamed(existing: os.stat_result | None) -> bool:
 @contextmanager
 def _opened(target: Path, mode: str) -> Iterator[BinaryIO]:
     try:
-        with open(target, mode) as out:
+        if stat.S_ISFIFO(os.stat(target).st_mode):
+            out = os.fdopen(_open_fifo(target), mode)
+        else:
+            out = open(target, mode)  # noqa: SIM115 -- closed below
+        with out:
             yield out
     except OSError as exc:
         raise OutputError(f"cannot write {target}: {exc.strerror or exc}") from exc
+
+
+def _open_fifo(target: Path) -> int:
+    """A FIFO opened for writing: like ``open()``, it waits for a reader, but in short
+    polls, so that a stop signal ends the wait (:class:`OutputInterrupted`) where a
+    blocking ``open()`` would be restarted after the signal's handler and wait on."""
+    while True:
+        try:
+            descriptor = os.open(target, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError as exc:
+            if exc.errno != errno.ENXIO:  # ENXIO: no reader yet
+                raise
+            if stop_requested():
+                raise OutputInterrupted(
+                    f"interrupted while {target} (a FIFO) waited for a reader; nothing was "
+                    "written to it"
+                ) from None
+            time.sleep(FIFO_POLL_SECONDS)
+            continue
+        os.set_blocking(descriptor, True)
+        return descriptor
 
 
 def _temporary_beside(target: Path) -> tuple[int, str]:

@@ -19,17 +19,13 @@ from importlib import import_module
 from pathlib import Path
 from typing import NoReturn
 
-from tqdm import tqdm
-
-from embedtrain.atomic import STDOUT
-from embedtrain.corpus import (
-    MAX_BAD_BYTE_SHARE,
-    SHIPPED_CORPUS_NAME,
-    TEXT_CHECK_BYTES,
-    corpus_files,
-    shipped_corpus,
+from embedtrain.errors import (
+    EmbedtrainError,
+    OutputError,
+    OutputInterrupted,
+    SettingsError,
+    TrainingInterrupted,
 )
-from embedtrain.errors import EmbedtrainError, OutputError, SettingsError, TrainingInterrupted
 from embedtrain.settings import OPTIONS, Settings
 from embedtrain.signals import signals_set_flag, stop_signals_interrupt
 
@@ -90,6 +86,7 @@ def _add_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _train_parser(commands) -> None:
+    from embedtrain.corpus import MAX_BAD_BYTE_SHARE, SHIPPED_CORPUS_NAME, TEXT_CHECK_BYTES
     from embedtrain.heads import HEADS
 
     d = DEFAULTS
@@ -154,6 +151,8 @@ def _options_given(args: argparse.Namespace) -> dict:
 def _check_distinct_paths(args: argparse.Namespace, corpus_path: str) -> None:
     """Each file written must differ from the others and from the corpus and the resumed
     model, which it would otherwise replace (only --save-model may overwrite --resume)."""
+    from embedtrain.corpus import corpus_files
+
     inputs = {f"corpus file {path}": path for path in corpus_files(corpus_path)}
     inputs["--resume"] = args.resume
     outputs = {
@@ -179,11 +178,20 @@ def _run_train(args: argparse.Namespace) -> int:
     """Check the outputs, train through the API, write the outputs."""
     from embedtrain.api import resolve_settings, train
     from embedtrain.atomic import check_writable
+    from embedtrain.corpus import shipped_corpus
 
+    outputs = {
+        "-o": args.output,
+        "--save-output": args.save_output,
+        "--save-model": args.save_model,
+    }
+    for flag, path in outputs.items():
+        if path == "":
+            raise OutputError(f"{flag} names no file (the name is empty)")
     corpus_path = args.corpus if args.corpus is not None else str(shipped_corpus())
     _check_distinct_paths(args, corpus_path)
-    for path in (args.output, args.save_output, args.save_model):
-        if path:
+    for path in outputs.values():
+        if path is not None:
             check_writable(path)
     options = _options_given(args)
     settings = resolve_settings(args.resume, **options)
@@ -217,10 +225,19 @@ def _run_train(args: argparse.Namespace) -> int:
         writes.append((args.save_output, embeddings.save_output_vectors))
     if args.save_model:
         writes.append((args.save_model, embeddings.save))
+    done: list[str] = []
     with signals_set_flag() as late:  # training is done: finish writing whatever comes
         for path, write in writes:
-            write(path)
-    written = ", ".join(str(path) for path, _ in writes)
+            try:
+                write(path)
+            except OutputInterrupted as stopped:
+                print(
+                    f"embedtrain: {stopped}" + (f"; written: {', '.join(done)}" if done else ""),
+                    file=sys.stderr,
+                )
+                return EXIT_INTERRUPTED
+            done.append(str(path))
+    written = ", ".join(done)
     if late.is_set():
         print(
             f"embedtrain: interrupted after training; every output was written ({written})",
@@ -240,7 +257,7 @@ def _partial_path(output: str) -> str:
     """Where an interrupted run's model goes without --save-model: beside a regular
     output file, else in the working directory."""
     path = Path(output)
-    if output == STDOUT or (path.exists() and not path.is_file()):
+    if output == "-" or (path.exists() and not path.is_file()):
         return "embedtrain.partial.npz"
     return str(path.with_name(f"{path.name[:200]}.partial.npz"))  # a legal name, however long
 
@@ -331,11 +348,12 @@ def _neighbour_parsers(commands) -> None:
 
 
 def _neighbours(args: argparse.Namespace, positive: list[str], negative: list[str]) -> int:
-    from embedtrain.evaluate import load_vectors
+    from embedtrain.evaluate import load_vectors, warn_if_not_finite
 
     if args.n <= 0:
         raise SettingsError("-n must be positive")
     vectors = load_vectors(args.vectors)
+    warn_if_not_finite(vectors.vectors, "they are skipped or score nan")
     for word in positive + negative:
         if word not in vectors.key_to_index:
             raise SettingsError(f"word {word!r} is not in the vocabulary of {args.vectors}")
@@ -377,6 +395,8 @@ class _LogLines(logging.Handler):
     on screen is redrawn below the line instead of being cut by it."""
 
     def emit(self, record: logging.LogRecord) -> None:
+        from tqdm import tqdm
+
         level = "warning: " if record.levelno >= logging.WARNING else ""
         tqdm.write(f"embedtrain: {level}{record.getMessage()}", file=sys.stderr)
 
@@ -409,6 +429,17 @@ def _load_libraries() -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command line; Ctrl-C, SIGTERM or SIGHUP at any moment, loading the libraries
+    included, end it with one line and exit code 130."""
+    try:
+        with stop_signals_interrupt():
+            return _main(argv)
+    except KeyboardInterrupt:
+        print("embedtrain: interrupted; nothing was written", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _main(argv: list[str] | None) -> int:
     failure = _load_libraries()
     if failure:
         print(f"embedtrain: error: {failure}", file=sys.stderr)
@@ -416,14 +447,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        with _show_log(getattr(args, "quiet", False)), stop_signals_interrupt():
+        with _show_log(getattr(args, "quiet", False)):
             return args.run(args)
     except EmbedtrainError as exc:
         print(f"embedtrain: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("embedtrain: interrupted; nothing was written", file=sys.stderr)
-        return EXIT_INTERRUPTED
     except BrokenPipeError:  # stdout's reader left (``| head``): nothing more to say
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_USAGE

@@ -9,9 +9,7 @@ and sources that can be read only once are spooled to a temporary file that has 
 
 from __future__ import annotations
 
-import bz2
 import codecs
-import gzip
 import io
 import lzma
 import os
@@ -22,11 +20,12 @@ import stat
 import sys
 import tempfile
 import zlib
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import IO, Any, BinaryIO, Self
 
+from embedtrain import compression
 from embedtrain.errors import CorpusError
 from embedtrain.settings import Settings
 
@@ -60,12 +59,6 @@ MAX_BAD_BYTE_SHARE = 0.01
 #: not a high share of it.
 _MIN_JUDGED_BYTES = 1 << 12
 _ESCAPED_BYTE = re.compile("[\udc80-\udcff]")  # how surrogateescape decodes a bad byte
-_COMPRESSED_MAGIC = {b"\x1f\x8b": ".gz", b"\xfd7zXZ\x00": ".xz", b"BZh": ".bz2"}
-_OPENERS: dict[str, Callable[..., BinaryIO]] = {
-    ".gz": gzip.open,
-    ".bz2": bz2.open,
-    ".xz": lzma.open,
-}
 
 
 class _BadByteCounter:
@@ -123,16 +116,26 @@ class _DescriptorReader(io.RawIOBase):
 
 def _open_binary(source: Path | _Spool) -> BinaryIO:
     """The source's bytes, decompressed when its name ends in .gz, .bz2 or .xz."""
-    opener = _OPENERS.get(Path(str(source)).suffix.lower())
+    decompress = compression.opener(source)
     if isinstance(source, _Spool):
         stream = source.open()
-        return opener(stream) if opener else stream
-    return opener(source, "rb") if opener else open(source, "rb")
+        return decompress(stream) if decompress else stream
+    return decompress(source, "rb") if decompress else open(source, "rb")
 
 
 def _check_text(head: bytes, name: str) -> None:
     """Refuse ``head`` (a file's first bytes) unless it looks like UTF-8 text."""
-    suffix = next((s for magic, s in _COMPRESSED_MAGIC.items() if head.startswith(magic)), None)
+    reason = text_problem(head)
+    if reason is not None:
+        raise CorpusError(
+            f"corpus {name} is not text: {reason}; --allow-binary (allow_binary=True) reads "
+            "it anyway"
+        )
+
+
+def text_problem(head: bytes) -> str | None:
+    """Why ``head`` (a file's first bytes) is not UTF-8 text, or None if it looks like it."""
+    suffix = next((s for magic, s in compression.MAGIC.items() if head.startswith(magic)), None)
     bad = len(_ESCAPED_BYTE.findall(head.decode("utf-8", errors="surrogateescape")))
     if suffix is not None and (b"\0" in head or bad):
         reason = f"it is compressed data (decompress it, or name the file *{suffix})"
@@ -144,10 +147,8 @@ def _check_text(head: bytes, name: str) -> None:
             "encoding, convert it: iconv -f latin1 -t utf-8)"
         )
     else:
-        return
-    raise CorpusError(
-        f"corpus {name} is not text: {reason}; --allow-binary (allow_binary=True) reads it anyway"
-    )
+        return None
+    return reason
 
 
 class Corpus:
@@ -176,6 +177,10 @@ class Corpus:
         self.files: list[Path | _Spool] = []
         try:
             if [str(s) for s in sources] == [STDIN]:
+                if sys.stdin is None or sys.stdin.closed:
+                    raise CorpusError(
+                        "standard input is closed: pipe text into it, or give a corpus file"
+                    )
                 self.files.append(_spool("<stdin>", sys.stdin.buffer, allow_binary))
                 self.name = "<stdin>"
             else:
@@ -328,7 +333,13 @@ def _list_files(source: Path, allow_binary: bool) -> list[Path | _Spool]:
             raise CorpusError(f"corpus directory {source} contains no files")
         return files
     if not source.exists():
-        raise CorpusError(f"corpus {source} does not exist")
+        hint = ""
+        if " " in str(source).strip():
+            hint = (
+                ": it looks like a sentence, and strings are taken as file names; give "
+                "sentences as lists of tokens, e.g. [s.split() for s in sentences]"
+            )
+        raise CorpusError(f"corpus {source} does not exist{hint}")
     if not os.access(source, os.R_OK):
         raise CorpusError(f"corpus {source} is not readable")
     if stat.S_ISREG(source.stat().st_mode):
@@ -346,7 +357,7 @@ def _spool(name: str, stream: BinaryIO, allow_binary: bool) -> _Spool:
     binary source such as a device is refused before it fills the disk."""
     try:
         head = stream.read(TEXT_CHECK_BYTES)
-        if not allow_binary and Path(name).suffix.lower() not in _OPENERS:
+        if not allow_binary and compression.opener(name) is None:
             _check_text(head, name)
         spool = tempfile.TemporaryFile(prefix="embedtrain-spool-")  # noqa: SIM115 -- kept open
         try:

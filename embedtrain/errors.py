@@ -42,6 +42,11 @@ class OutputError(EmbedtrainError):
     """An output that cannot be written, or that would replace one of the inputs."""
 
 
+class OutputInterrupted(OutputError):
+    """A stop signal ended the wait for a reader of a FIFO output (nothing was written to
+    it)."""
+
+
 class GpuUnavailable(EmbedtrainError):
     """No usable GPU: CuPy missing or no working CUDA device."""
 

@@ -4,13 +4,18 @@ similarity), so figures are comparable with every gensim user's."""
 from __future__ import annotations
 
 import logging
+import lzma
+import os
+import stat
 import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
-from embedtrain.errors import ModelFileError, SettingsError
+from embedtrain import compression, memory
+from embedtrain.corpus import TEXT_CHECK_BYTES, text_problem
+from embedtrain.errors import EmbedtrainError, ModelFileError, SettingsError
 from embedtrain.export import is_binary_path
 
 log = logging.getLogger("embedtrain")
@@ -29,6 +34,18 @@ class Score:
         return asdict(self)
 
 
+def warn_if_not_finite(vectors: np.ndarray, consequence: str) -> None:
+    """A warning (the ``embedtrain`` logger) where some vectors hold NaN or infinity."""
+    broken = int((~np.isfinite(vectors).all(axis=1)).sum())
+    if broken:
+        log.warning(
+            "%s of %s vectors have NaN or infinite values: %s",
+            f"{broken:,}",
+            f"{len(vectors):,}",
+            consequence,
+        )
+
+
 def gensim_data(name: str) -> str:
     from gensim.test.utils import datapath
 
@@ -44,11 +61,13 @@ def default_similarities() -> list[str]:
 
 
 def load_vectors(path: str | Path):
-    """Load word2vec text or binary vectors with gensim (binary for ``.bin``)."""
+    """Load word2vec text or binary vectors with gensim (binary for ``.bin``; ``.gz``,
+    ``.bz2`` and ``.xz`` decompressed), after checking that the file can be read and that
+    its header's size fits in memory; :class:`ModelFileError` otherwise."""
     from gensim.models import KeyedVectors
 
-    if not Path(path).is_file():
-        raise ModelFileError(f"vectors file {path} does not exist")
+    head = read_head(path, "vectors file", ModelFileError)
+    _check_header(path, head)
     try:
         return KeyedVectors.load_word2vec_format(str(path), binary=is_binary_path(path))
     except (ValueError, UnicodeDecodeError, EOFError, IndexError, OSError, zlib.error) as exc:
@@ -66,16 +85,10 @@ def evaluate(
     """Google-style analogies (3CosAdd, gensim ``evaluate_word_analogies``) restricted to the
     ``restrict_vocab`` most frequent words, and Spearman correlations on word pairs."""
     logging.getLogger("gensim").setLevel(logging.ERROR)
-    broken = int((~np.isfinite(vectors.vectors).all(axis=1)).sum())
-    if broken:
-        log.warning(
-            "%s of %s vectors have NaN or infinite values: the scores below are meaningless",
-            f"{broken:,}",
-            f"{len(vectors.vectors):,}",
-        )
+    warn_if_not_finite(vectors.vectors, "the scores below are meaningless")
     scores: list[Score] = []
     for path in analogies if analogies is not None else default_analogies():
-        _check_readable(path)
+        _check_text_file(path, "analogy file")
         total = _count_analogy_questions(path)
         try:
             accuracy, sections = vectors.evaluate_word_analogies(
@@ -88,7 +101,7 @@ def evaluate(
         value = float(accuracy) if done else float("nan")
         scores.append(Score("analogy", Path(path).name, value, done / max(total, 1)))
     for path in similarities if similarities is not None else default_similarities():
-        _check_readable(path)
+        _check_text_file(path, "word-pair similarity file")
         try:
             _, spearman, oov_percent = vectors.evaluate_word_pairs(
                 path, restrict_vocab=max(restrict_vocab, len(vectors)), case_insensitive=True
@@ -104,13 +117,54 @@ def evaluate(
     return scores
 
 
-def _check_readable(path: str) -> None:
-    if not Path(path).is_file():
-        raise SettingsError(f"evaluation file {path} does not exist")
+def read_head(path: str | Path, what: str, error: type[EmbedtrainError]) -> bytes:
+    """The first bytes of the file at ``path`` (decompressed as its suffix says), or
+    ``error`` naming in one line why it cannot be read: missing, a directory, not a regular
+    file, no permission, an I/O error, damaged compression."""
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            kind = "a directory" if os.path.isdir(path) else "not a regular file"
+            raise error(f"{what} {path} is {kind}")
+        decompress = compression.opener(path)
+        with decompress(path, "rb") if decompress else open(path, "rb") as stream:
+            return stream.read(TEXT_CHECK_BYTES)
+    except FileNotFoundError:
+        raise error(f"{what} {path} does not exist") from None
+    except OSError as exc:
+        raise error(f"cannot read {what} {path}: {exc.strerror or exc}") from exc
+    except (EOFError, zlib.error, lzma.LZMAError) as exc:
+        raise error(f"{what} {path} is damaged compressed data ({exc})") from exc
+
+
+def _check_text_file(path: str, what: str) -> None:
+    """An evaluation file must be readable text (:class:`SettingsError` otherwise)."""
+    reason = text_problem(read_head(path, what, SettingsError))
+    if reason is not None:
+        raise SettingsError(f"{what} {path} is not text: {reason}")
+
+
+def _check_header(path: str | Path, head: bytes) -> None:
+    """A word2vec header (``rows dims``) whose size cannot fit is refused by what it
+    claims, before gensim allocates it."""
+    fields = head.split(b"\n", 1)[0].split()
+    try:
+        rows, dims = (int(field) for field in fields[:2])
+    except ValueError:
+        return  # not a header: gensim's own error says what the file is not
+    if rows < 0 or dims <= 0 or len(fields) != 2:
+        return
+    problem = memory.shortage(4 * rows * dims)
+    if problem:
+        raise ModelFileError(
+            f"{path}'s header claims {rows:,} vectors of {dims:,} dimensions "
+            f"({memory.size(4 * rows * dims)}), and {problem}"
+        )
 
 
 def _count_analogy_questions(path: str) -> int:
-    with open(path, encoding="utf-8", errors="replace") as lines:
+    decompress = compression.opener(path)
+    with decompress(path, "rb") if decompress else open(path, "rb") as stream:
+        lines = (line.decode("utf-8", errors="replace") for line in stream)
         return sum(1 for line in lines if line.strip() and not line.startswith(":"))
 
 

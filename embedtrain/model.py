@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from embedtrain import memory
 from embedtrain.atomic import atomic_write
 from embedtrain.backend import Ops
 from embedtrain.errors import CorpusError, ModelFileError, SettingsError
@@ -60,6 +61,7 @@ class Model:
         kind = settings.head_class
         if head_parameters is None:
             settings = kind.settle(settings, vocab, ops)
+            _check_fits(vocab, settings)
         self.vocab = vocab
         self.settings = settings
         self.ops = ops
@@ -193,6 +195,21 @@ class Model:
         if problem is not None:
             raise ModelFileError(f"{path} is damaged ({problem})")
         return cls(vocab, settings, ops, vectors, head, words_done, history, epoch_words)
+
+
+def _check_fits(vocab: Vocabulary, settings: Settings) -> None:
+    """:class:`SettingsError` before allocating a model that cannot fit: its input vectors
+    and its head's arrays (counted twice: the head's working copies and temporaries)."""
+    shapes = settings.head_class.parameter_shapes(len(vocab), settings)
+    elements = len(vocab) * settings.dim + 2 * sum(math.prod(shape) for shape in shapes.values())
+    needed = 4 * elements
+    problem = memory.shortage(needed)
+    if problem:
+        raise SettingsError(
+            f"a model of {len(vocab):,} words x {settings.dim:,} dimensions "
+            f"(--head {settings.head}) needs about {memory.size(needed)} for its arrays, and "
+            f"{problem}: lower --dim, or raise --min-count or set --max-final-vocab"
+        )
 
 
 def is_model_file(path: str | Path) -> bool:

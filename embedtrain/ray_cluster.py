@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
+import tempfile
+import time
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from embedtrain.corpus import Corpus, names_files, open_corpus
@@ -27,13 +31,21 @@ from embedtrain.engines import choose_engine
 from embedtrain.errors import ClusterError, EmbedtrainError, SettingsError
 from embedtrain.model import Model
 from embedtrain.settings import Settings
+from embedtrain.signals import signals_set_flag
 from embedtrain.training import TrainingResult, run_training
 
 INSTALL_HINT = "pip install 'embedtrain[distributed]'"
+#: How long the removal of a local Ray's session folder may wait for its processes.
+SESSION_REMOVAL_SECONDS = 5.0
+#: Worker threads per CPU a local Ray may run (a small cluster on a laptop oversubscribes).
+LOCAL_OVERSUBSCRIPTION = 4
 
 
 def import_ray() -> Any:
     """The ``ray`` module, or :class:`ClusterError` saying how to install it."""
+    # Ray's native code would catch a SIGTERM with a handler that prints its stack and
+    # aborts; ours ends the run in one line and shuts Ray down.
+    os.environ.setdefault("RAY_DISABLE_FAILURE_SIGNAL_HANDLER", "1")
     try:
         import ray
     except ImportError:
@@ -45,24 +57,73 @@ def import_ray() -> Any:
 def connected(address: str, cpus: int) -> Iterator[Any]:
     """Ray, connected: to the connection this process already has, to a new local Ray
     on the loopback address (``ray``, with at least ``cpus`` CPUs), or to the cluster at
-    ``address`` (``auto``, ``ray://HOST:PORT``). A connection made here is closed after."""
+    ``address`` (``auto``, ``ray://HOST:PORT``). A connection made here is closed after,
+    and a local Ray's session folder removed.
+
+    A stop signal while Ray starts (whose ``init`` turns SIGTERM into ``SystemExit``) ends
+    the run as a KeyboardInterrupt, as everywhere else, once what Ray started is shut down."""
     ray = import_ray()
     if ray.is_initialized():
         yield ray
         return
+    local = address == "ray"
+    if local:
+        check_local_cpus(cpus)
     quiet = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.WARNING}
+    session = tempfile.mkdtemp(prefix="embedtrain-ray-") if local else None
     try:
-        if address == "ray":
-            ray.init(num_cpus=max(os.cpu_count() or 1, cpus), _node_ip_address="127.0.0.1", **quiet)
-        else:
-            ray.init(address=address, **quiet)
-    except (ConnectionError, RuntimeError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ClusterError(f"cannot connect to the Ray cluster at {address}: {first}") from exc
-    try:
-        yield ray
+        with signals_set_flag() as stopped:
+            try:
+                if local:
+                    ray.init(
+                        num_cpus=max(os.cpu_count() or 1, cpus),
+                        _node_ip_address="127.0.0.1",
+                        _temp_dir=session,
+                        **quiet,
+                    )
+                else:
+                    ray.init(address=address, **quiet)
+            except SystemExit:
+                ray.shutdown()
+                raise KeyboardInterrupt from None
+            except (ConnectionError, RuntimeError, ValueError) as exc:
+                text = str(exc).strip()
+                first = text.splitlines()[0] if text else type(exc).__name__
+                raise ClusterError(
+                    f"cannot connect to the Ray cluster at {address}: {first}"
+                ) from exc
+        try:
+            if stopped.is_set():
+                raise KeyboardInterrupt
+            yield ray
+        finally:
+            ray.shutdown()
     finally:
-        ray.shutdown()
+        if session is not None:
+            _remove_session(Path(session))
+
+
+def _remove_session(session: Path) -> None:
+    """Remove a local Ray's session folder, again while its last processes, on their way
+    out, still write into it (at most :data:`SESSION_REMOVAL_SECONDS`)."""
+    deadline = time.monotonic() + SESSION_REMOVAL_SECONDS
+    while True:
+        shutil.rmtree(session, ignore_errors=True)
+        time.sleep(0.2)
+        if not session.exists() or time.monotonic() > deadline:
+            return
+
+
+def check_local_cpus(needed: int) -> None:
+    """:class:`ClusterError` unless this machine can run ``needed`` worker threads in a
+    local Ray: its CPUs, up to :data:`LOCAL_OVERSUBSCRIPTION` threads each."""
+    cpus = os.cpu_count() or 1
+    if needed > LOCAL_OVERSUBSCRIPTION * cpus:
+        raise ClusterError(
+            f"this machine has {cpus} CPUs, and a local Ray runs at most "
+            f"{LOCAL_OVERSUBSCRIPTION} threads per CPU; --workers x --threads need {needed:,} "
+            "(join a larger cluster with --cluster auto or ray://HOST:PORT)"
+        )
 
 
 class RayCluster:

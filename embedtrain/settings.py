@@ -15,6 +15,8 @@ from embedtrain.errors import SettingsError
 
 #: --cluster values besides ray://HOST:PORT: start a local Ray, or join the running one.
 CLUSTERS = ("ray", "auto")
+#: The largest --dim: beyond it a typo, not a model (the memory it implies is checked too).
+MAX_DIM = 100_000
 #: Hash bits per LSH table at most: 2**12 buckets of 128 ids is 2 MiB a table and buffer.
 MAX_LSH_BITS = 12
 #: Settings a resumed run may change; the others define the model and are kept.
@@ -66,14 +68,17 @@ class Settings:
         "cbow", "architecture; gensim's default (sg=0)", choices=("skipgram", "cbow")
     )
     head: str = option("ns", "output layer: {heads}")
-    dim: int = option(100, "vector size", positive=True)
+    dim: int = option(100, "vector size", positive=True, at_most=MAX_DIM)
     window: int = option(
         5,
         "maximum context half-width; each position uses a random width 1..window as word2vec",
         positive=True,
+        at_most=10_000,
     )
-    negative: int = option(5, "noise words per target for --head ns and lsh", at_least=0)
-    ns_exponent: float = option(0.75, "noise distribution count**x")
+    negative: int = option(
+        5, "noise words per target for --head ns and lsh", at_least=0, at_most=1_000
+    )
+    ns_exponent: float = option(0.75, "noise distribution count**x", at_least=-10, at_most=10)
     min_count: int = option(5, "ignore words seen fewer times", at_least=1)
     max_vocab_size: int | None = option(
         None,
@@ -84,8 +89,10 @@ class Settings:
     max_final_vocab: int | None = option(
         None, "keep at most this many most frequent words", at_least=1, default_text="no limit"
     )
-    sample: float = option(1e-3, "subsampling threshold for frequent words; 0 disables", at_least=0)
-    epochs: int = option(5, "passes over the corpus", positive=True)
+    sample: float = option(
+        1e-3, "subsampling threshold for frequent words; 0 disables", at_least=0, at_most=1
+    )
+    epochs: int = option(5, "passes over the corpus", positive=True, at_most=100_000)
     lr: float = option(
         0.0,
         "initial learning rate; 0 picks the head's: {lr_by_head}",
@@ -98,6 +105,7 @@ class Settings:
         "Hogwild worker threads of the compiled engine; the batched engine runs one minibatch "
         "stream",
         positive=True,
+        at_most=1_024,
     )
     seed: int = option(1, "random seed; runs are reproducible with --threads 1", at_least=0)
     batch_size: int = option(
@@ -105,28 +113,39 @@ class Settings:
         "examples per minibatch on the batched engine (GPU and exact heads); 0 picks the "
         "head's default",
         at_least=0,
+        at_most=10_000_000,
     )
     epsilon: float = option(
         0.1,
         "spherical softmax epsilon: P(c|h) = (o_c^2 + eps) / (|o|^2 + D eps)",
         positive=True,
+        at_most=1e6,
     )
     bias_feature: float | None = option(
         None,
         "exact heads: a constant appended to every hidden vector, so that each word's output "
         "row gains a bias; 0 disables",
         at_least=0,
+        at_most=1e3,
         default_text="{bias_by_head}",
     )
     init_norm: float | None = option(
         None,
         "expected norm of each input vector at the start: uniform in [-w, w), w = norm sqrt(3 / d)",
         positive=True,
+        at_most=1e3,
         default_text="the head's; at d = 100 {init_norm_by_head}: gensim's w = 1/d, except "
         "where a head measured better",
     )
-    zloss_a: float = option(1.0, "Z-loss sharpness a in softplus(a (b - z)) / a", positive=True)
-    zloss_b: float = option(10.0, "Z-loss margin b, in standard deviations of the output")
+    zloss_a: float = option(
+        1.0, "Z-loss sharpness a in softplus(a (b - z)) / a", positive=True, at_most=1e3
+    )
+    zloss_b: float = option(
+        10.0,
+        "Z-loss margin b, in standard deviations of the output",
+        at_least=-1e3,
+        at_most=1e3,
+    )
     cutoffs: str = option(
         "",
         "adaptive softmax cluster bounds in frequency rank, e.g. 2000,10000",
@@ -135,6 +154,8 @@ class Settings:
     div_value: float = option(
         4.0,
         "adaptive softmax: tail cluster i projects to d / div^i dimensions",
+        at_least=1,
+        at_most=1e3,
         note="PyTorch's",
     )
     aop_k: int = option(
@@ -142,6 +163,7 @@ class Settings:
         "dense heads (softmax, adaptive, --exact naive): apply K of each minibatch's "
         "weight-gradient outer products, Mem-AOP-GD; 0 or >= the batch size: all, exact",
         at_least=0,
+        at_most=10_000_000,
     )
     aop_policy: str = option(
         "topk",
@@ -181,12 +203,15 @@ class Settings:
         at_most=MAX_LSH_BITS,
         note=LSH_MEASURED,
     )
-    lsh_tables: int = option(10, "lsh head: L hash tables", positive=True, note=LSH_MEASURED)
+    lsh_tables: int = option(
+        10, "lsh head: L hash tables", positive=True, at_most=1_000, note=LSH_MEASURED
+    )
     lsh_rehash: int = option(
         100_000,
         "lsh head: words between table rebuilds from the current output vectors; the hash "
         "functions are redrawn every 10th rebuild",
         positive=True,
+        at_most=10**12,
         note=LSH_MEASURED,
     )
     lsh_correction: str = option(
@@ -200,6 +225,7 @@ class Settings:
         10_000,
         "longer sentences are cut into pieces of this many words (word2vec's 1000, gensim's 10000)",
         positive=True,
+        at_most=10_000_000,
         command_line=False,
     )
     device: str = option(
@@ -226,12 +252,14 @@ class Settings:
         2,
         "--cluster: worker processes, each with --threads threads and a shard of the corpus",
         at_least=1,
+        at_most=10_000,
     )
     sync_words: int = option(
         500_000,
         "--cluster: words each worker trains between two merges of the changed rows (about "
         "1 s of compute against a 0.3 s merge)",
         at_least=1,
+        at_most=10**12,
     )
     #: The head's class, bound by :func:`embedtrain.heads.resolve` (not an option, not saved).
     head_class: Any = field(default=None, repr=False, compare=False, metadata={"saved": False})
@@ -258,6 +286,10 @@ class Settings:
             raise SettingsError("--min-lr must be between 0 and --lr")
         if self.cluster and not (self.cluster in CLUSTERS or self.cluster.startswith("ray://")):
             raise SettingsError("--cluster must be ray (a new local Ray), auto or ray://HOST:PORT")
+
+    def changed(self) -> list[str]:
+        """The options whose values differ from the defaults."""
+        return [f.name for f in OPTIONS if getattr(self, f.name) != f.default]
 
     def to_dict(self) -> dict[str, Any]:
         """The options, as saved with a model."""
@@ -306,12 +338,16 @@ def _out_of_range(value: Any, allowed: Any) -> str:
     if allowed["positive"] and not value > 0:
         return "positive"
     if low is not None and high is not None and not low <= value <= high:
-        return f"in {low:g}..{high:g}"
+        return f"in {_bound(low)}..{_bound(high)}"
     if low is not None and not value >= low:
-        return f">= {low:g}"
+        return f">= {_bound(low)}"
     if high is not None and not value <= high:
-        return f"<= {high:g}"
+        return f"<= {_bound(high)}"
     return ""
+
+
+def _bound(number: float) -> str:
+    return f"{number:,}" if isinstance(number, int) else f"{number:g}"
 
 
 #: The options: every Settings field but the bound head class.

@@ -11,6 +11,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+#: The flags of the signals_set_flag blocks in force, innermost last.
+_ACTIVE_FLAGS: list[threading.Event] = []
+
+
+def stop_requested() -> bool:
+    """Whether a stop signal has arrived inside a :func:`signals_set_flag` block still in
+    force: code that waits (for a FIFO's reader) polls it, since a handler that only sets
+    a flag leaves a blocking system call waiting."""
+    return any(flag.is_set() for flag in _ACTIVE_FLAGS)
 
 
 @contextmanager
@@ -22,9 +31,11 @@ def signals_set_flag() -> Iterator[threading.Event]:
         yield flag
         return
     previous = {number: signal.signal(number, lambda *_: flag.set()) for number in STOP_SIGNALS}
+    _ACTIVE_FLAGS.append(flag)
     try:
         yield flag
     finally:
+        _ACTIVE_FLAGS.remove(flag)
         for number, handler in previous.items():
             signal.signal(number, handler)
 

@@ -282,25 +282,31 @@ class LocalEpochs:
         report = EpochReport(epoch + 1, 0.0, 0, 0, 0.0)
         running = len(workers)
         failure: BaseException | None = None
-        while running:
-            try:
-                item = results.get(timeout=0.2)
-            except queue.Empty:
-                continue
-            if item is None:
-                running -= 1
-                continue
-            if isinstance(item, BaseException):
-                failure = failure or item
-                stop.set()
-                continue
-            words, loss, examples, lr = item
-            if not math.isfinite(loss):
-                failure = failure or diverged(epoch + 1, f"loss became {loss}")
-                stop.set()
-                continue
-            count_words(model, report, bar, words, loss, examples)
-            bar.set_postfix(lr=f"{lr:.5f}", loss=f"{report.mean_loss:.4f}", refresh=False)
+        try:
+            while running:
+                try:
+                    item = results.get(timeout=0.2)
+                except queue.Empty:
+                    continue
+                if item is None:
+                    running -= 1
+                    continue
+                if isinstance(item, BaseException):
+                    failure = failure or item
+                    stop.set()
+                    continue
+                words, loss, examples, lr = item
+                if not math.isfinite(loss):
+                    failure = failure or diverged(epoch + 1, f"loss became {loss}")
+                    stop.set()
+                    continue
+                count_words(model, report, bar, words, loss, examples)
+                bar.set_postfix(lr=f"{lr:.5f}", loss=f"{report.mean_loss:.4f}", refresh=False)
+        except BaseException:  # this thread failed (out of memory): no worker outlives it
+            stop.set()
+            for worker in workers:
+                worker.join()
+            raise
         report.seconds = time.perf_counter() - started
         if failure is not None:
             raise failure

@@ -238,7 +238,7 @@ def test_a_signal_interrupts_with_the_model_so_far(corpus_file, tmp_path):
         (42, {}, embedtrain.CorpusError, "not a int"),
         ([["a"]], {"engine": "compiled", "head": "squared"}, embedtrain.SettingsError, "compiled"),
         ([["a"]], {"bias_feature": 1.0}, embedtrain.SettingsError, "the ns head has no output"),
-        ([["a"]], {"head": "taylor", "bias_feature": -1}, embedtrain.SettingsError, ">= 0"),
+        ([["a"]], {"head": "taylor", "bias_feature": -1}, embedtrain.SettingsError, "in 0..1000"),
         ([["a"]], {"init_norm": 0.0}, embedtrain.SettingsError, "--init-norm must be positive"),
         ([["a"]], {"init_norm": float("inf")}, embedtrain.SettingsError, "finite"),
     ],

@@ -530,12 +530,19 @@ def test_resuming_word2vec_vectors_says_why_not(capsys, trained, structured_corp
     assert_usage_error(*result, "cannot be resumed")
 
 
-@pytest.mark.parametrize("content", [b"no section header\na b c d\n", bytes(range(256)) * 20])
-def test_a_bad_analogy_file_is_one_line(capsys, trained, tmp_path, content):
+@pytest.mark.parametrize(
+    ("content", "fragment"),
+    [
+        (b"no section header\na b c d\n", "not an analogy file"),
+        (bytes(range(256)) * 20, "is not text: it contains NUL bytes"),
+    ],
+    ids=["no-sections", "binary"],
+)
+def test_a_bad_analogy_file_is_one_line(capsys, trained, tmp_path, content, fragment):
     bad = tmp_path / "analogies.txt"
     bad.write_bytes(content)
     result = run_cli(capsys, "eval", trained, "--analogies", bad)
-    assert_usage_error(*result, "not an analogy file")
+    assert_usage_error(*result, fragment)
 
 
 def test_a_closed_stdout_is_not_a_traceback(structured_corpus):

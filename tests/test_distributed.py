@@ -207,8 +207,8 @@ def test_cluster_refuses_heads_whose_copies_do_not_merge_by_row(head):
     "options, message",
     [
         ({"cluster": "spark"}, "--cluster must be"),
-        ({"cluster": "ray", "workers": 0}, "--workers must be >= 1"),
-        ({"cluster": "ray", "sync_words": 0}, "--sync-words must be >= 1"),
+        ({"cluster": "ray", "workers": 0}, "--workers must be in 1..10,000"),
+        ({"cluster": "ray", "sync_words": 0}, "--sync-words must be in 1..1,000,000,000,000"),
     ],
 )
 def test_cluster_settings_are_checked(options, message):

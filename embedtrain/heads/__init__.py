@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import replace
 from typing import Any
 
@@ -26,12 +26,40 @@ HEADS: dict[str, type[Head]] = {
 }
 
 
-def resolve(settings: Settings) -> Settings:
+#: The options that only some heads take: for each group, the heads that take it, and
+#: the test of a head class (with the settings) that says so. One given to another head
+#: is refused rather than ignored (:func:`resolve`).
+HEAD_OPTIONS: dict[tuple[str, ...], tuple[str, Callable[[type[Head], Settings], bool]]] = {
+    ("negative", "ns_exponent"): (
+        "the ns and lsh heads",
+        lambda head, s: head.name in ("ns", "lsh"),
+    ),
+    ("epsilon",): ("the spherical head", lambda head, s: head.name == "spherical"),
+    ("zloss_a", "zloss_b"): ("the zloss head", lambda head, s: head.name == "zloss"),
+    ("exact",): (
+        "the exact heads with a factored form (spherical, squared, taylor, zloss)",
+        lambda head, s: head.name in LOSSES and LOSSES[head.name].factored,
+    ),
+    ("aop_policy", "aop_memory"): (
+        "the dense heads (softmax, adaptive, --exact naive)",
+        lambda head, s: head.has_dense_updates(s),
+    ),
+    ("cutoffs", "div_value"): ("the adaptive head", lambda head, s: head.name == "adaptive"),
+    ("lsh_mode", "lsh_hash", "lsh_bits", "lsh_tables", "lsh_rehash", "lsh_correction"): (
+        "the lsh head",
+        lambda head, s: head.name == "lsh",
+    ),
+    ("workers", "sync_words"): ("--cluster runs", lambda head, s: bool(s.cluster)),
+}
+
+
+def resolve(settings: Settings, given: Collection[str] = ()) -> Settings:
     """``settings`` made ready to train with, the one place a head name is looked up: the
     head's class bound to them (``settings.head_class``), the head's defaults written in
     for ``lr = 0``, ``bias_feature = None`` and ``init_norm = None``, and every value
-    checked, the head's own limits included. :class:`SettingsError` names the first
-    value that is wrong."""
+    checked, the head's own limits included; an option in ``given`` (those the user set)
+    that the head does not take is refused (:data:`HEAD_OPTIONS`). :class:`SettingsError`
+    names the first value that is wrong."""
     if not isinstance(settings.head, str) or settings.head not in HEADS:
         raise SettingsError(f"--head must be one of {', '.join(HEADS)}")
     kind = HEADS[settings.head]
@@ -40,13 +68,27 @@ def resolve(settings: Settings) -> Settings:
     settings = kind.with_defaults(replace(settings, head_class=kind))
     settings.validate()
     _check_applicable(settings, kind)
+    _check_given(settings, kind, given)
     kind.check_settings(settings)
     return settings
 
 
 def resolved_settings(**options: Any) -> Settings:
     """The defaults overridden by ``options`` (the API's keyword arguments), resolved."""
-    return resolve(Settings.from_options(**options))
+    return resolve(Settings.from_options(**options), given=options)
+
+
+def _check_given(settings: Settings, kind: type[Head], given: Collection[str]) -> None:
+    """Each option the user set must be one the head takes (:data:`HEAD_OPTIONS`)."""
+    for names, (takers, takes) in HEAD_OPTIONS.items():
+        for name in names:
+            if name in given and not takes(kind, settings):
+                flag = f"--{name.replace('_', '-')}"
+                raise SettingsError(
+                    f"{flag} applies to {takers}, not to --head {settings.head}"
+                    if not takers.startswith("--")
+                    else f"{flag} applies to {takers} only"
+                )
 
 
 def _check_applicable(settings: Settings, kind: type[Head]) -> None:
