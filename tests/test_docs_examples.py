@@ -120,7 +120,7 @@ def test_examples_run(page, tmp_path, corpus_prefix, monkeypatch):
 
     monkeypatch.setattr(embedtrain, "train", embedtrain.train)  # restored after the page
     namespace: dict = {"__name__": "__docs_example__"}
-    exec(PROLOGUE, namespace)
+    exec(PROLOGUE, namespace)  # noqa: S102 (running the examples is the point)
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
@@ -135,8 +135,8 @@ def test_examples_run(page, tmp_path, corpus_prefix, monkeypatch):
         where = f"{page.relative_to(ROOT)}:{line}"
         if RUNNABLE[lang] == "python":
             try:
-                exec(compile(textwrap.dedent(code), where, "exec"), namespace)
-            except Exception as exc:
+                exec(compile(textwrap.dedent(code), where, "exec"), namespace)  # noqa: S102
+            except Exception as exc:  # noqa: BLE001 (any failure of an example)
                 pytest.fail(f"{where}: the python example fails: {type(exc).__name__}: {exc}")
         else:
             script = console_to_bash(code) if lang == "console" else code
@@ -220,3 +220,20 @@ def test_options_table_is_current():
 if __name__ == "__main__":
     OPTIONS_PAGE.write_text(_with_table(OPTIONS_PAGE.read_text(encoding="utf-8")), "utf-8")
     print(f"rewrote the options table in {OPTIONS_PAGE.relative_to(ROOT)}")
+
+
+def test_readme_links_resolve():
+    """README.md is not part of the MkDocs build, so its links are checked here: every
+    relative link names a file of the repository, every #anchor one of its headings."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    anchors = {
+        re.sub(r"[^\w\- ]", "", heading.lower()).strip().replace(" ", "-")
+        for heading in re.findall(r"^#+ (.+)$", text, re.MULTILINE)
+    }
+    for target in re.findall(r"\]\(([^)\s]+)\)", text):
+        if target.startswith(("http://", "https://")):
+            continue
+        if target.startswith("#"):
+            assert target[1:] in anchors, f"README.md: no heading for {target}"
+        else:
+            assert (ROOT / target.split("#")[0]).exists(), f"README.md: {target} does not exist"
