@@ -3,7 +3,7 @@ the commit before and this one) train the same corpus prefix as whole processes,
 alternating, several rounds; prints each time and the ratio of the medians.
 
     git worktree add /tmp/before HEAD~3
-    python eval/compare_commits.py /tmp/before . ../shared/corpora/bench17m.txt.xz \\
+    python -m benchmarks compare_commits /tmp/before . ../shared/corpora/bench17m.txt.xz \\
         --tokens 4000000 --rounds 3 -- --model skipgram --head ns --epochs 1
 
 The options after ``--`` go to ``embedtrain train`` for both trees.
@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from compare_gensim import plain_copy
+from benchmarks.common import plain_copy
 
 
 def prefix(corpus: Path, directory: Path, tokens: int) -> Path:

@@ -6,24 +6,19 @@ sample 1e-3, min_count 5, 5 epochs, negative 5 or hierarchical softmax, 2 thread
 2 workers, gensim in its fastest input mode (``corpus_file`` on a decompressed copy,
 which embedtrain reads too). Words/s counts every corpus token of every epoch.
 
-    python eval/compare_gensim.py ../shared/corpora/bench17m.txt.xz
-    python eval/compare_gensim.py CORPUS --repeat-corpus 3   # memory on a 3x corpus
+    python -m benchmarks compare_gensim ../shared/corpora/bench17m.txt.xz
+    python -m benchmarks compare_gensim CORPUS --repeat-corpus 3   # memory on a 3x corpus
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import lzma
-import os
-import shutil
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-from embedtrain.evaluate import evaluate, load_vectors
+from benchmarks.common import plain_copy, scores_of, timed_process, train_command, write_json
 
 CONFIGS = {
     "sg-ns": ("skipgram", "ns"),
@@ -32,59 +27,6 @@ CONFIGS = {
     "cbow-hs": ("cbow", "hs"),
 }
 HERE = Path(__file__).resolve().parent
-
-
-def timed_process(command: list[str]) -> tuple[float, float]:
-    """Run ``command``; return (wall seconds, peak RSS in MiB) of that process alone."""
-    started = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(process.pid, 0)
-    seconds = time.perf_counter() - started
-    process.returncode = os.waitstatus_to_exitcode(status)
-    if process.returncode != 0:
-        sys.exit(
-            f"failed ({process.returncode}): {' '.join(command)}\n{process.stderr.read().decode()}"
-        )
-    return seconds, usage.ru_maxrss / 1024.0
-
-
-def train_command(corpus: Path, out: Path, *options: str) -> list[str]:
-    """The ``embedtrain train`` process every benchmark times (quiet, vectors as .bin)."""
-    return [
-        sys.executable,
-        "-m",
-        "embedtrain",
-        "train",
-        str(corpus),
-        "-o",
-        str(out),
-        "--quiet",
-        *options,
-    ]
-
-
-def plain_copy(corpus: Path, directory: Path, repeat: int) -> tuple[Path, int]:
-    """Decompressed (and optionally repeated) copy of the corpus; returns (path, tokens)."""
-    target = directory / "corpus.txt"
-    opener = lzma.open if corpus.suffix == ".xz" else open
-    with open(target, "wb") as out:
-        for _ in range(repeat):
-            with opener(corpus, "rb") as source:
-                shutil.copyfileobj(source, out, 1 << 20)
-    tokens = 0
-    with open(target, "rb") as lines:
-        for line in lines:
-            tokens += len(line.split())
-    return target, tokens
-
-
-def scores_of(path: Path) -> dict[str, float]:
-    found = {s.name: s.score for s in evaluate(load_vectors(path))}
-    return {
-        "analogy": found["questions-words.txt"],
-        "ws353": found["wordsim353.tsv"],
-        "simlex": found["simlex999.txt"],
-    }
 
 
 def main() -> None:
@@ -180,7 +122,7 @@ def main() -> None:
             f"| {a['ws353']:.3f} / {b['ws353']:.3f} | {a['simlex']:.3f} / {b['simlex']:.3f} |"
         )
     if args.json:
-        args.json.write_text(json.dumps(rows, indent=2))
+        write_json(args.json, rows)
 
 
 if __name__ == "__main__":

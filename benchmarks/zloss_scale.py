@@ -10,14 +10,13 @@ at a time from the earlier defaults or from today's, and prints Google analogy %
 (``Embeddings.evaluate``), the input vectors' median and largest norm after training, and
 the mean loss per epoch. Negative sampling and the Taylor softmax run as reference rows.
 
-    python eval/zloss_scale.py ../shared/corpora/bench17m.txt.xz --out eval/results/zloss_scale.md
+    python -m benchmarks zloss_scale ../shared/corpora/bench17m.txt.xz --out benchmarks/results/zloss_scale.md
 """
 
 from __future__ import annotations
 
 import argparse
 import math
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -25,11 +24,8 @@ from typing import Any
 import numpy as np
 
 import embedtrain
+from benchmarks.common import scores_of, write_markdown, write_prefix
 from embedtrain.heads import resolved_settings
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from heads_report import scores_of, write_prefix
 
 #: gensim's initial norm at d = 100 (uniform in [-1/d, 1/d)): every head's but the Z-loss's.
 GENSIM_NORM = resolved_settings(head="ns").init_norm
@@ -85,7 +81,7 @@ def main() -> None:
     args = parser.parse_args()
     title = (
         f"Skip-gram, d = 100, {args.epochs} epochs, the first {args.words:,} tokens of "
-        f"{Path(args.corpus).name}, threads 1, seed 1 (`python eval/zloss_scale.py`)."
+        f"{Path(args.corpus).name}, threads 1, seed 1 (`python -m benchmarks zloss_scale`)."
     )
     lines = [
         title,
@@ -108,7 +104,7 @@ def main() -> None:
             lines.append(line)
             print(line, flush=True)
     if args.out:
-        args.out.write_text("\n".join(lines) + "\n")
+        write_markdown(args.out, "\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Train gensim's Word2Vec as the baseline of compare_gensim.py (one process per run).
 
-Usage: python eval/gensim_worker.py CORPUS_FILE OUT.bin SG HS NEGATIVE MIN_COUNT EPOCHS WORKERS
+Usage: python -m benchmarks.gensim_worker CORPUS_FILE OUT.bin SG HS NEGATIVE MIN_COUNT EPOCHS WORKERS
 """
 
 import sys

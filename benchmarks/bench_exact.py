@@ -12,69 +12,34 @@ Part 2 (``train``): end-to-end training time and quality on a corpus for the exa
 next to skip-gram negative sampling (whole processes, as a user runs them), for the input
 vectors and for the output vectors each run also writes (``--save-output``).
 
-    python eval/bench_exact.py speedup
-    python eval/bench_exact.py train ../shared/corpora/bench17m.txt.xz --configs sg-ns sg-spherical sg-squared
-    python eval/bench_exact.py train ../shared/corpora/bench17m.txt.xz --max-words 1000000
+    python -m benchmarks exact speedup
+    python -m benchmarks exact train ../shared/corpora/bench17m.txt.xz --configs sg-ns sg-spherical sg-squared
+    python -m benchmarks exact train ../shared/corpora/bench17m.txt.xz --max-words 1000000
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
+from benchmarks.common import (
+    make_batches,
+    plain_copy,
+    scores_of,
+    time_heads,
+    timed_process,
+    train_command,
+    zipf_vocabulary,
+)
 from embedtrain.backend import NumpyOps
 from embedtrain.heads import resolved_settings
-from embedtrain.heads.base import PADDING
 from embedtrain.heads.exact import FactoredHead, NaiveHead
 from embedtrain.heads.losses import SphericalSoftmax, SquaredError
-from embedtrain.vocab import Vocabulary
-
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-
-from compare_gensim import plain_copy, scores_of, timed_process, train_command
 
 LOSSES = {"spherical": lambda: SphericalSoftmax(1e-3), "squared": SquaredError}
-
-
-def zipf_vocabulary(size: int) -> Vocabulary:
-    counts = (1e7 / np.arange(1, size + 1)).astype(np.int64) + 1
-    return Vocabulary([f"w{i}" for i in range(size)], counts, int(counts.sum()))
-
-
-def make_batches(rng, vocab_size: int, dim: int, m: int, k: int, count: int):
-    ranks = np.arange(1, vocab_size + 1, dtype=np.float64)
-    probability = (1.0 / ranks) / (1.0 / ranks).sum()
-    batches = []
-    for _ in range(count):
-        hidden = rng.normal(0, 0.05, (m, dim)).astype(np.float32)
-        targets = rng.choice(vocab_size, size=(m, k), p=probability).astype(np.int32)
-        targets[rng.random((m, k)) < 0.2] = PADDING  # reduced windows: K varies per example
-        targets[:, 0] = rng.choice(vocab_size, size=m, p=probability)
-        batches.append((hidden, targets))
-    return batches
-
-
-def time_heads(runs, lr: float, repeats: int) -> list[float]:
-    """Seconds per example of each (head, batches) in ``runs``: the best of ``repeats``
-    passes, after a warm-up pass (compilation, first-touch page faults, BLAS threads
-    waking up). The heads take turns pass by pass, so a drift of the machine's speed
-    (up to 30% over minutes on this VM) reaches both alike."""
-    best = [float("inf")] * len(runs)
-    for attempt in range(repeats + 1):
-        for index, (head, batches) in enumerate(runs):
-            started = time.perf_counter()
-            for hidden, targets in batches:
-                head.batch_step(hidden, targets, lr)
-            elapsed = time.perf_counter() - started
-            if attempt:
-                best[index] = min(best[index], elapsed)
-    return [t / sum(h.shape[0] for h, _ in batches) for t, (_, batches) in zip(best, runs)]
 
 
 def speedup(args: argparse.Namespace) -> None:

@@ -1,6 +1,6 @@
 """One process against Ray workers on this machine, and a scaling estimate for more.
 
-    python eval/bench_distributed.py ../shared/corpora/bench17m.txt.xz [--max-words N]
+    python -m benchmarks distributed ../shared/corpora/bench17m.txt.xz [--max-words N]
 
 For skip-gram and CBOW with negative sampling, 5 epochs: 1 process x 2 threads against 2
 Ray workers x 1 thread (a local Ray with 2 CPUs): training words/s (epoch time only; the
@@ -21,7 +21,6 @@ link (--bandwidth-gbit); the speedup over one worker is ``P c / round(P)``.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import tempfile
@@ -30,15 +29,12 @@ from pathlib import Path
 from typing import Any
 
 import embedtrain
+from benchmarks.common import scores_of, write_json, write_prefix
 from embedtrain.distributed import ClusterStats, parameter_arrays
 from embedtrain.embeddings import Embeddings
 from embedtrain.heads import resolved_settings
 from embedtrain.ray_cluster import import_ray, train_on_cluster
 from embedtrain.settings import Settings
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from heads_report import scores_of, write_prefix
 
 WORKER_COUNTS = (2, 4, 8, 16, 32, 64)
 
@@ -198,7 +194,7 @@ def main() -> None:
     ray.shutdown()
     print(table(report))
     if args.out:
-        args.out.write_text(json.dumps(report, indent=2))
+        write_json(args.out, report)
 
 
 if __name__ == "__main__":

@@ -9,30 +9,30 @@
 
 Without a working GPU it says so and measures only the CPU columns.
 
-    python eval/bench_gpu.py                       # shipped corpus
-    python eval/bench_gpu.py ../shared/corpora/bench17m.txt.xz --epochs 1
+    python -m benchmarks gpu                       # shipped corpus
+    python -m benchmarks gpu ../shared/corpora/bench17m.txt.xz --epochs 1
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
+from benchmarks.common import (
+    make_batches,
+    plain_copy,
+    timed_process,
+    train_command,
+    zipf_vocabulary,
+)
 from embedtrain.backend import NumpyOps, Ops, gpu_ops
 from embedtrain.corpus import shipped_corpus
 from embedtrain.errors import GpuUnavailable
 from embedtrain.heads import resolved_settings
-
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-
-from bench_exact import make_batches, zipf_vocabulary
-from compare_gensim import plain_copy, timed_process, train_command
 
 CONFIGS = {
     "sg-ns": ["--model", "skipgram", "--head", "ns"],

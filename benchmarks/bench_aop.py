@@ -5,7 +5,7 @@ On the first ``--max-words`` tokens of CORPUS (default 1M of bench17m), skip-gra
 minibatch 64, for each head in ``--heads`` (softmax, adaptive):
 
 1. Step timing: each configuration's :meth:`Head.batch_step` on the same minibatches (the
-   prefix's vocabulary, Zipf-drawn K-sparse targets as ``eval/bench_exact.py``), the
+   prefix's vocabulary, Zipf-drawn K-sparse targets as ``benchmarks/bench_exact.py``), the
    configurations taking turns pass by pass (this machine drifts 20-30% over minutes);
    the best pass of ``--repeats`` is kept.
 2. Training: one ``embedtrain.train`` run per configuration (``--epochs``, one thread,
@@ -17,9 +17,9 @@ minibatch 64, for each head in ``--heads`` (softmax, adaptive):
    examples (the same stretch of text for all) compares them; the epoch's mean, and a
    curve against time, mix text of different difficulty.
 
-    python eval/bench_aop.py ../shared/corpora/bench17m.txt.xz \\
-        --json eval/results/aop.json --table eval/results/aop.md --plot eval/results/aop.png
-    python eval/bench_aop.py --from-json eval/results/aop.json --plot eval/results/aop.png
+    python -m benchmarks aop ../shared/corpora/bench17m.txt.xz \\
+        --json benchmarks/results/aop.json --table benchmarks/results/aop.md --plot benchmarks/results/aop.png
+    python -m benchmarks aop --from-json benchmarks/results/aop.json --plot benchmarks/results/aop.png
 
 Run it alone on the machine (no tests or other timing beside it).
 """
@@ -28,8 +28,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -39,15 +37,20 @@ from typing import Any
 import numpy as np
 
 import embedtrain
+from benchmarks.common import (
+    load_pyplot,
+    make_batches,
+    read_json,
+    scores_of,
+    time_heads,
+    write_json,
+    write_markdown,
+    write_prefix,
+)
 from embedtrain import training
 from embedtrain.backend import NumpyOps
 from embedtrain.corpus import Corpus
 from embedtrain.heads import resolved_settings
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from bench_exact import make_batches, time_heads
-from heads_report import load_pyplot, scores_of, write_prefix
 
 BASE = {"model": "skipgram", "dim": 100, "batch_size": 64, "device": "cpu", "threads": 1}
 
@@ -164,7 +167,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     configs = configurations(args)
     report: dict[str, Any] = {"corpus": args.corpus, "epochs": args.epochs, "heads": {}}
     if args.json and args.json.exists():
-        report = json.loads(args.json.read_text())
+        report = read_json(args.json)
     with tempfile.TemporaryDirectory() as scratch:
         prefix = Path(scratch) / "prefix.txt"
         report["words"] = write_prefix(args.corpus, args.max_words, prefix)
@@ -184,7 +187,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 print(describe(result), flush=True)
                 figures["runs"].append(result)
                 if args.json:
-                    args.json.write_text(json.dumps(report))
+                    write_json(args.json, report)
     return report
 
 
@@ -350,7 +353,7 @@ def steps_only(args: argparse.Namespace) -> None:
     text = "\n".join(lines)
     print(text)
     if args.table:
-        args.table.write_text(text + "\n")
+        write_markdown(args.table, text)
 
 
 def main() -> None:
@@ -359,16 +362,16 @@ def main() -> None:
         steps_only(args)
         return
     if args.from_json:
-        report = json.loads(args.from_json.read_text())
+        report = read_json(args.from_json)
     else:
         report = run(args)
     summarise(report)
     if args.json and not args.from_json:
-        args.json.write_text(json.dumps(report))
+        write_json(args.json, report)
     text = table(report)
     print(text)
     if args.table:
-        args.table.write_text(text + "\n")
+        write_markdown(args.table, text)
     if args.plot:
         plot(report, args.plot)
 

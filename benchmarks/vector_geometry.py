@@ -7,7 +7,7 @@ leading singular values of the centred vectors (relative to the first: has the m
 collapsed onto a few directions?), and the correlations after removing the top 1-10
 principal directions.
 
-    python eval/vector_geometry.py vectors.txt
+    python -m benchmarks vector_geometry vectors.txt
 """
 
 from __future__ import annotations

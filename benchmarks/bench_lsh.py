@@ -16,15 +16,15 @@ sampling cost alone: the mean time to draw one example's negatives from the fina
 LSH tables (hidden vectors and targets drawn from the corpus' unigram distribution),
 against the alias table's, in compiled loops on one thread.
 
-    python eval/bench_lsh.py ../shared/corpora/bench17m.txt.xz --models sg --only lsh-label \\
-        --vary lsh_bits=8 --json eval/results/lsh_sg_rehash.json --table eval/results/lsh_sg_rehash.md
-    python eval/bench_lsh.py ../shared/corpora/bench17m.txt.xz --max-words 200000 --epochs 1
-    python eval/bench_lsh.py ../shared/corpora/bench17m.txt.xz --models sg --only lsh-label \\
+    python -m benchmarks lsh ../shared/corpora/bench17m.txt.xz --models sg --only lsh-label \\
+        --vary lsh_bits=8 --json benchmarks/results/lsh_sg_rehash.json --table benchmarks/results/lsh_sg_rehash.md
+    python -m benchmarks lsh ../shared/corpora/bench17m.txt.xz --max-words 200000 --epochs 1
+    python -m benchmarks lsh ../shared/corpora/bench17m.txt.xz --models sg --only lsh-label \\
         --epochs 3 --set lsh_rehash=500000 --vary lsh_bits=4,8 --vary lsh_tables=5,20 \\
-        --vary lsh_rehash=100000,2000000 --json eval/results/lsh_sweep.json \\
-        --table eval/results/lsh_sweep.md
+        --vary lsh_rehash=100000,2000000 --json benchmarks/results/lsh_sweep.json \\
+        --table benchmarks/results/lsh_sweep.md
 
-README.md gives the command behind each committed table in eval/results/.
+README.md gives the command behind each committed table in benchmarks/results/.
 """
 
 from __future__ import annotations
@@ -41,16 +41,20 @@ import numpy as np
 from numba import njit
 
 import embedtrain
+from benchmarks.common import (
+    SCORES,
+    scores_of,
+    settings_value,
+    write_json,
+    write_markdown,
+    write_prefix,
+)
 from embedtrain.heads import resolved_settings
 from embedtrain.heads.lsh import LshNegativeSampling
 from embedtrain.heads.lsh_kernels import draw_negatives
 from embedtrain.rng import seed_state, uniform
 from embedtrain.settings import Settings
 from embedtrain.vocab import alias_table
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from heads_report import SCORES, scores_of, settings_value, write_prefix
 
 MODELS = {"sg": "skipgram", "cbow": "cbow"}
 
@@ -295,9 +299,9 @@ def main() -> None:
     text = table(report)
     print(text)
     if args.table:
-        args.table.write_text(text, encoding="utf-8")
+        write_markdown(args.table, text)
     if args.json:
-        args.json.write_text(json.dumps(report, indent=1), encoding="utf-8")
+        write_json(args.json, report)
 
 
 if __name__ == "__main__":

@@ -44,9 +44,9 @@ keeps the BLAS threads of the batched heads from spinning against the other work
 2-core development machine under outside load, 2-thread BLAS made the spherical head's
 epochs 20 to 80 times slower and their times erratic.
 
-    python eval/heads_report.py ../shared/corpora/bench17m.txt.xz --max-words 1000000 \\
+    python -m benchmarks heads_report ../shared/corpora/bench17m.txt.xz --max-words 1000000 \\
         --budget 60 --table heads.md --plot heads.png --json heads.json
-    python eval/heads_report.py --from-json heads.json --plot heads.png   # redraw, no training
+    python -m benchmarks heads_report --from-json heads.json --plot heads.png   # redraw, no training
 """
 
 from __future__ import annotations
@@ -56,7 +56,6 @@ import json
 import math
 import sys
 import tempfile
-from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -65,11 +64,18 @@ from typing import Any
 import numpy as np
 
 import embedtrain
-from embedtrain.corpus import open_corpus
+from benchmarks.common import (
+    load_pyplot,
+    read_json,
+    scores_of,
+    sentences_of,
+    settings_value,
+    write_json,
+    write_markdown,
+)
 from embedtrain.heads import HEADS, resolved_settings
 from embedtrain.settings import Settings
 
-SCORES = {"analogy": "questions-words.txt", "ws353": "wordsim353.tsv", "simlex": "simlex999.txt"}
 WARM_UP_WORDS = 5_000
 #: Elements of one float64 chunk of o = W h (32 MiB): the held-out loss never holds the
 #: whole (pairs x D) output.
@@ -125,30 +131,6 @@ class Corpora:
         return (
             (self.slow, self.slow_words) if head in slow_heads else (self.train, self.train_words)
         )
-
-
-def scores_of(emb: embedtrain.Embeddings) -> dict[str, float]:
-    """Google analogy accuracy, WS-353 and SimLex-999 Spearman (``Embeddings.evaluate``)."""
-    found = emb.evaluate()
-    return {key: float(found[name]["score"]) for key, name in SCORES.items()}
-
-
-def write_prefix(corpus: str, max_words: int, path: Path) -> int:
-    """The corpus' first ``max_words`` tokens (whole lines; 0: all) as one text file."""
-    words = 0
-    with open(path, "w", encoding="utf-8") as out:
-        for sentence in sentences_of(corpus):
-            if max_words and words >= max_words:
-                break
-            out.write(" ".join(sentence) + "\n")
-            words += len(sentence)
-    return words
-
-
-def sentences_of(corpus: str | None) -> Iterator[list[str]]:
-    """The corpus' sentences as embedtrain reads them (None: the shipped corpus)."""
-    with open_corpus(corpus, Settings.max_sentence_length) as source:
-        yield from source.sentences()
 
 
 def split_corpus(args: argparse.Namespace, scratch: Path) -> Corpora:
@@ -470,18 +452,6 @@ def table(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def load_pyplot() -> Any:
-    """matplotlib's pyplot on the Agg backend, or exit with one line (the ``eval`` extra)."""
-    try:
-        import matplotlib
-    except ImportError:
-        sys.exit("heads_report: --plot needs matplotlib (pip install -e '.[eval]')")
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def seconds_label(value: float, _: int) -> str:
     """Tick labels 0.1, 0.2, 0.5, 1, 2, 5, 10, ... (matplotlib's would read 2x10^0)."""
     return f"{value:g}" if f"{value:e}"[0] in "125" else ""
@@ -534,16 +504,6 @@ def plot(report: dict[str, Any], path: Path) -> None:
     )
     figure.savefig(path, dpi=100)
     plt.close(figure)
-
-
-def settings_value(text: str) -> int | float | str:
-    """A ``--set`` value as a number where it reads as one (Settings validates it)."""
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return text
 
 
 def parse_args() -> argparse.Namespace:
@@ -639,7 +599,7 @@ def train_all(args: argparse.Namespace) -> dict[str, Any]:
                 run_budget(result, corpus, head_options, held_out, args.budget)
             report["heads"].append(asdict(result))
             if args.json:
-                args.json.write_text(json.dumps(report, indent=1))
+                write_json(args.json, report)
     return report
 
 
@@ -648,7 +608,7 @@ def main() -> None:
     if args.plot:
         load_pyplot()  # fail before training, not after it
     if args.from_json:
-        report = json.loads(args.from_json.read_text())
+        report = read_json(args.from_json)
     else:
         try:
             report = train_all(args)
@@ -657,7 +617,7 @@ def main() -> None:
     text = table(report)
     print(text)
     if args.table:
-        args.table.write_text(text + "\n")
+        write_markdown(args.table, text)
     if args.plot:
         plot(report, args.plot)
 

@@ -7,39 +7,34 @@ same skip-gram-like minibatches (m examples, up to K = 10 Zipf-drawn targets eac
 targets repeat), on the host backend. The two heads take turns pass by pass (this
 machine's speed drifts by 20-30% over minutes); the best of several passes is kept.
 
-    python eval/bench_adaptive.py
-    python eval/bench_adaptive.py --vocab-sizes 50000 --dims 100
+    python -m benchmarks adaptive
+    python -m benchmarks adaptive --vocab-sizes 50000 --dims 100
 
 ``--fixed-cost`` measures the constant of the cost model (``adaptive.BACKEND_COSTS``): the time
 one tail cluster adds to a step when a single example has a target in it (its few array
 operations, almost no arithmetic), in multiply-adds at the rate of the head's product.
 
-    python eval/bench_adaptive.py --fixed-cost
-    python eval/bench_adaptive.py --compiled-softmax   # a compiled form of the softmax
+    python -m benchmarks adaptive --fixed-cost
+    python -m benchmarks adaptive --compiled-softmax   # a compiled form of the softmax
 
 End to end (held-out log-loss, analogy, WS-353, SimLex-999 next to ``softmax`` and ``ns``)
-is ``eval/heads_report.py`` on the first 2M tokens of bench17m with 5% of the lines held
+is ``benchmarks/heads_report.py`` on the first 2M tokens of bench17m with 5% of the lines held
 out (the README gives the command).
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 
+from benchmarks.common import make_batches, time_heads, zipf_vocabulary
 from embedtrain.backend import NumpyOps
 from embedtrain.heads.adaptive import AdaptiveSoftmax
 from embedtrain.heads.exact import NaiveHead
 from embedtrain.heads.losses import FullSoftmax
 from embedtrain.settings import Settings
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from bench_exact import make_batches, time_heads, zipf_vocabulary
 
 
 def fixed_cost(repeats: int) -> None:
