@@ -127,7 +127,7 @@ def job_rates(
     round's active workers A. The merge moves a row that all A workers changed by the mean
     of their deltas; at A times the rate that mean is the step one process takes over the
     same words (at the plain rate those rows, most of the model, learn A times slower:
-    README, "Distributed training", has the measurements)."""
+    the distributed study in the docs has the measurements)."""
     start = round_position(plan.global_start, plan.active_workers, local_start)
     end = round_position(plan.global_start, plan.active_workers, local_start + words)
     return training.job_rates(settings, start, end, plan.total_words, plan.active_workers)
@@ -142,7 +142,7 @@ class RoundResult:
     loss: float
     examples: int
     exhausted: bool  # its shard has no words left this epoch
-    seconds: float  # training time, for the cost model of eval/bench_distributed.py
+    seconds: float  # training time, for the cost model of ``python -m benchmarks distributed``
 
 
 @dataclass

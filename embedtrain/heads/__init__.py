@@ -109,7 +109,7 @@ def _check_applicable(settings: Settings, kind: type[Head]) -> None:
         mergers = heads_that(lambda head: head.merges_by_row).replace(", ", " and ")
         raise SettingsError(
             f"--cluster trains the {mergers} heads only: copies of the {settings.head} "
-            "head trained apart do not merge row by row (see README, Distributed training)"
+            "head trained apart do not merge row by row (see the docs, Distributed training)"
         )
     if settings.aop_k and not kind.has_dense_updates(settings):
         raise SettingsError(

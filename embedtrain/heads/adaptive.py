@@ -39,7 +39,7 @@ log = logging.getLogger("embedtrain")
 #: a softmax's elementwise work per output (exponential, sums, gradient: measured
 #: 1.2-1.4 ns an element against 1.9 ns for a d = 100 product), and what one tail
 #: cluster's few array operations cost beyond their arithmetic (the flat part of a
-#: product's cost; ``eval/bench_adaptive.py --fixed-cost`` measures it: 261 us at
+#: product's cost; ``python -m benchmarks adaptive --fixed-cost`` measures it: 261 us at
 #: 71 G multiply-adds/s on the 2-core host). The GPU's is not measured (no GPU in
 #: development): about 20 kernel launches of ~10 us per cluster at ~20 T multiply-adds/s.
 BACKEND_COSTS = {"numpy": (70.0, 18.6e6), "cupy": (70.0, 4e9)}

@@ -7,8 +7,8 @@ and is judged clean when:
 - nothing is left behind: no temporary file in TMPDIR or beside the outputs;
 - inputs are intact (the corpus, a resumed model), and a refused run writes no output.
 
-    python eval/fault_battery.py                 # all cases, one line each, then the count
-    python eval/fault_battery.py --only resume   # cases whose name contains "resume"
+    python tests/tools/fault_battery.py                 # all cases, one line each, then the count
+    python tests/tools/fault_battery.py --only resume   # cases whose name contains "resume"
 
 It prints ``clean N / M``; failing cases are listed with what went wrong.
 """
@@ -22,6 +22,7 @@ import hashlib
 import lzma
 import os
 import random
+import resource
 import signal
 import subprocess
 import sys
@@ -46,6 +47,9 @@ class Case:
     absent: list[str] = field(default_factory=list)  # files that must not exist after
     signal_after: tuple[bytes, int] | None = None  # (stderr text to wait for, signal)
     reader: str | None = None  # a FIFO to drain while the case runs
+    signal_delay: float = 0.0  # seconds between seeing the marker and sending the signal
+    close_stdin: bool = False  # run with file descriptor 0 closed
+    address_space: int | None = None  # bytes: ulimit -v for the case
 
 
 def text_corpus(path: Path, lines: int = 3000, seed: int = 0) -> None:
@@ -82,6 +86,7 @@ def setup_all(directory: Path) -> None:
     (directory / "longline.txt").write_text(" ".join(WORDS * 3000) + "\n")
     (directory / "loop").symlink_to(directory / "loop")
     (directory / "outdir").mkdir()
+    os.mkfifo(directory / "nobody-reads.fifo")
 
 
 def setup_models(directory: Path) -> None:
@@ -100,6 +105,10 @@ def setup_models(directory: Path) -> None:
     (directory / "v-nan.txt").write_text("2 2\nthe nan 1\ncat 1 inf\n")
     (directory / "v-ragged.txt").write_text("2 3\nthe 1 2 3\ncat 1 2\n")
     (directory / "v-header.txt").write_text("nonsense header\nthe 1 2\n")
+    (directory / "v-huge-header.txt").write_text("1000000000000 100\nthe 1 2\n")
+    (directory / "binary.tsv").write_bytes(bytes(range(256)) * 64)
+    for name in ("v.txt.gz", "v.bin.gz", "v.txt.bz2", "v.bin.xz"):
+        run(["train", "c.txt", "-o", name, *SMALL], directory)
     forge_models(directory)
 
 
@@ -395,6 +404,130 @@ def cases() -> list[Case]:
             signal_after=(b"vocabulary", signal.SIGTERM),
         )
     )
+    every += reliability_cases()
+    return every
+
+
+def reliability_cases() -> list[Case]:
+    """The second round's classes: compressed vectors through every reader, options another
+    head takes, absurd values, memory that cannot suffice, input paths that are not files,
+    a closed stdin, an empty output name, a FIFO nobody reads, signals at start-up and
+    while a cluster starts."""
+    every = []
+    for name in ("v.txt.gz", "v.bin.gz", "v.txt.bz2", "v.bin.xz"):
+        every += [
+            Case(
+                f"compressed: train -o {name}",
+                ["train", "c.txt", "-o", f"outdir/{name}", *SMALL],
+                (0,),
+            ),
+            Case(f"compressed: similar {name}", ["similar", name, "the"], (0,)),
+            Case(f"compressed: eval {name}", ["eval", name], (0,)),
+        ]
+    for head, option, value in [
+        ("ns", "--cutoffs", "100,1000"),
+        ("softmax", "--lsh-bits", "3"),
+        ("hs", "--negative", "3"),
+        ("ns", "--epsilon", "0.5"),
+        ("taylor", "--zloss-a", "2"),
+        ("softmax", "--exact", "naive"),
+        ("ns", "--aop-policy", "random"),
+        ("ns", "--bias-feature", "1"),
+        ("ns", "--workers", "3"),
+    ]:
+        every.append(
+            Case(
+                f"options: {option} with --head {head}",
+                ["train", "c.txt", "-o", "outdir/v.txt", "--head", head, option, value, *SMALL],
+            )
+        )
+    for option, value, head in [
+        ("--dim", "100000000000000000000", "ns"),
+        ("--div-value", "1e300", "adaptive"),
+        ("--bias-feature", "1e30", "taylor"),
+        ("--init-norm", "1e30", "ns"),
+        ("--epsilon", "1e300", "spherical"),
+        ("--lsh-tables", "100000000", "lsh"),
+        ("--window", "1000000000", "ns"),
+        ("--threads", "100000", "ns"),
+        ("--workers", "1000000", "ns"),
+    ]:
+        extra = ["--cluster", "ray"] if option == "--workers" else []
+        every.append(
+            Case(
+                f"absurd: {option} {value}",
+                ["train", "c.txt", "-o", "outdir/v.txt", "--head", head, option, value, *extra],
+            )
+        )
+    every += [
+        Case(
+            "memory: ulimit -v below the model (--dim 300)",
+            ["train", "c.txt", "-o", "outdir/v.txt", "--dim", "300", "--min-count", "1"],
+            address_space=720 * 2**20,
+        ),
+        Case(
+            "memory: a vectors header claiming 10^12 rows", ["similar", "v-huge-header.txt", "the"]
+        ),
+        Case("inputs: similar on a directory", ["similar", "outdir", "the"]),
+        Case("inputs: eval on a directory", ["eval", "outdir"]),
+        Case("inputs: analogy on a missing file", ["analogy", "nope.txt", "a", "b", "c"]),
+        Case("inputs: eval --similarity binary", ["eval", "v.txt", "--similarity", "binary.tsv"]),
+        Case("inputs: eval --analogies binary", ["eval", "v.txt", "--analogies", "binary.tsv"]),
+        Case("inputs: eval --similarity directory", ["eval", "v.txt", "--similarity", "outdir"]),
+        Case(
+            "inputs: eval --analogies a FIFO", ["eval", "v.txt", "--analogies", "nobody-reads.fifo"]
+        ),
+        Case("inputs: similar on NaN vectors warns", ["similar", "v-nan.txt", "the"], (0,)),
+        Case(
+            "inputs: closed stdin", ["train", "-", "-o", "outdir/v.txt", *SMALL], close_stdin=True
+        ),
+        Case("outputs: -o ''", ["train", "c.txt", "-o", "", *SMALL]),
+        Case(
+            "outputs: --save-model ''",
+            ["train", "c.txt", "-o", "outdir/v.txt", "--save-model", "", *SMALL],
+        ),
+    ]
+    for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        name = signal.Signals(number).name
+        every += [
+            Case(
+                f"signal: {name} while -o is a FIFO nobody reads",
+                ["train", "c.txt", "-o", "nobody-reads.fifo", "--dim", "8", "--epochs", "1"],
+                (130,),
+                signal_after=(b"epoch 1/1: loss", number),
+                signal_delay=1.0,
+            ),
+            Case(
+                f"signal: {name} while the libraries load",
+                ["train", "c.txt", "-o", "outdir/v.txt", *SMALL],
+                (130, -number),
+                signal_after=(b"", number),
+                signal_delay=0.3,
+                absent=["outdir/v.txt"],
+            ),
+        ]
+    every.append(
+        Case(
+            "signal: SIGTERM while a local Ray starts",
+            [
+                "train",
+                "c.txt",
+                "-o",
+                "outdir/v.txt",
+                "--cluster",
+                "ray",
+                "--workers",
+                "2",
+                "--threads",
+                "1",
+                *SMALL,
+            ],
+            (130,),
+            signal_after=(b"", signal.SIGTERM),
+            signal_delay=4.0,
+            absent=["outdir/v.txt"],
+        )
+    )
     return every
 
 
@@ -448,6 +581,7 @@ def judge(case: Case, directory: Path) -> list[str]:
         deadline = time.time() + 300
         while marker not in seen and time.time() < deadline and process.poll() is None:
             seen += process.stderr.read1(256)
+        time.sleep(case.signal_delay)
         process.send_signal(number)
         try:
             _, err = process.communicate(timeout=TIMEOUT)
@@ -457,6 +591,29 @@ def judge(case: Case, directory: Path) -> list[str]:
             _, err = process.communicate()
             code = HUNG
         err = seen + err
+    elif case.close_stdin or case.address_space:
+        limit = case.address_space
+
+        def prepare() -> None:
+            if case.close_stdin:
+                os.close(0)
+            if limit:
+                resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+        try:
+            done = subprocess.run(
+                command,
+                cwd=directory,
+                env=env,
+                capture_output=True,
+                stdin=None if case.close_stdin else subprocess.DEVNULL,
+                preexec_fn=prepare,
+                timeout=TIMEOUT,
+                check=False,
+            )
+        except subprocess.TimeoutExpired as expired:
+            done = subprocess.CompletedProcess(command, HUNG, b"", expired.stderr or b"")
+        code, err = done.returncode, done.stderr
     else:
         done = run(case.args, directory, case.stdin, env)
         code, err = done.returncode, done.stderr

@@ -10,9 +10,9 @@ Every mutant runs in a temporary git worktree of HEAD, never in the working tree
 empty Numba cache of its own: Numba caches compiled code per source file, and a cached
 caller would not notice a mutated callee.
 
-    python eval/mutation_run.py            # the whole list (tens of minutes)
-    python eval/mutation_run.py --list     # the mutants, checked against HEAD
-    python eval/mutation_run.py --only batching
+    python tests/tools/mutation_run.py            # the whole list (tens of minutes)
+    python tests/tools/mutation_run.py --list     # the mutants, checked against HEAD
+    python tests/tools/mutation_run.py --only batching
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 TIMEOUT_S = 600  # a mutant whose tests run longer counts as killed (an endless loop)
 PYTEST = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider"]
 
@@ -48,6 +48,11 @@ RNG = "tests/test_rng.py"
 SPARSE = "tests/test_sparse_heads.py"
 TRAINING = "tests/test_training.py"
 VOCAB = "tests/test_vocab.py"
+ADAPTIVE = "tests/test_adaptive.py"
+AOP = "tests/test_aop.py"
+LSH = "tests/test_lsh.py"
+DISTRIBUTED = "tests/test_distributed.py"
+RELIABILITY = "tests/test_reliability.py"
 
 
 @dataclass(frozen=True)
@@ -423,6 +428,132 @@ MUTANTS: list[Mutant] = [
         (EXACT,),
         "Q update not symmetrised",
     ),
+    # --- heads/adaptive.py ---
+    m(
+        "heads/adaptive.py",
+        'return self.ops.xp.searchsorted(self._cutoffs, words, side="right")',
+        'return self.ops.xp.searchsorted(self._cutoffs, words, side="left")',
+        (ADAPTIVE,),
+        "a word at a cutoff goes to the cluster before it (off-by-one cluster index)",
+    ),
+    m(
+        "heads/adaptive.py",
+        "head_index = xp.where(cluster == 0, words, shortlist + cluster - 1)",
+        "head_index = xp.where(cluster == 0, words, shortlist + cluster)",
+        (ADAPTIVE,),
+        "tail i scored by the head's token of tail i + 1 (off-by-one cluster token)",
+    ),
+    m(
+        "heads/adaptive.py",
+        "grad_hidden[rows] += ops.gemm(grad_reduced, projection)",
+        "grad_hidden[rows] = ops.gemm(grad_reduced, projection)",
+        (ADAPTIVE,),
+        "a tail's gradient replaces the head's instead of adding to it (a dropped term)",
+    ),
+    # --- heads/aop.py ---
+    m(
+        "heads/aop.py",
+        "order = xp.argsort(-norms[holding])",
+        "order = xp.argsort(norms[holding])",
+        (AOP,),
+        "top-k keeps the K smallest outer products",
+    ),
+    # --- heads/lsh_kernels.py and heads/lsh.py ---
+    m(
+        "heads/lsh_kernels.py",
+        "negatives[j] = -1 if word == target else word",
+        "negatives[j] = word",
+        (LSH,),
+        "a topped-up negative may be the target itself",
+    ),
+    m(
+        "heads/lsh_kernels.py",
+        "                if word != target and filled < k:",
+        "                if filled < k:",
+        (LSH,),
+        "a bucket's target taken as its own negative when the union is small",
+    ),
+    m(
+        "heads/lsh.py",
+        "if not self._tables_in_use or rebuild <= self._rebuild:",
+        "if not self._tables_in_use or rebuild < self._rebuild:",
+        (LSH,),
+        "tables rebuilt at every job instead of once per lsh_rehash words",
+    ),
+    # --- distributed.py and ray_cluster.py ---
+    m(
+        "distributed.py",
+        "total *= (1.0 / holders[union]).astype(master.dtype)[:, None]",
+        "total *= master.dtype.type(1.0 / len(deltas))",
+        (DISTRIBUTED,),
+        "the merge averages over all workers, not over those that changed the row",
+    ),
+    m(
+        "distributed.py",
+        "return training.job_rates(settings, start, end, plan.total_words, plan.active_workers)",
+        "return training.job_rates(settings, start, end, plan.total_words)",
+        (DISTRIBUTED,),
+        "workers train at the plain rate, not times the round's active workers",
+    ),
+    m(
+        "ray_cluster.py",
+        "if needed > LOCAL_OVERSUBSCRIPTION * cpus:",
+        "if needed > LOCAL_OVERSUBSCRIPTION * cpus * cpus:",
+        (RELIABILITY,),
+        "a local Ray's thread check scales with the square of the CPUs",
+    ),
+    # --- backend.py ---
+    m(
+        "backend.py",
+        "        self.xp.add.at(target, indices, values)",
+        "        target[indices] += values",
+        (BACKEND,),
+        "the generic backend's scatter drops repeated indices",
+    ),
+    # --- heads/losses.py: the Taylor softmax's and the Z-loss's sum terms ---
+    m(
+        "heads/losses.py",
+        "return count * np.log(norm), 0.5 * count / norm, count / norm",
+        "return count * np.log(norm), 0.5 * count / norm, 0.0 * count",
+        (EXACT,),
+        "Taylor softmax without dL/ds (the normaliser's sum term dropped)",
+    ),
+    m(
+        "heads/losses.py",
+        "grad_s = (first - mean * second / deviation) / (vocab_size * deviation)",
+        "grad_s = first / (vocab_size * deviation)",
+        (EXACT,),
+        "Z-loss dL/ds without the deviation's share of the mean",
+    ),
+    # --- the reliability mechanisms ---
+    m(
+        "heads/__init__.py",
+        "if name in given and not takes(kind, settings):",
+        "if name in given and takes(kind, settings) is None:",
+        (RELIABILITY,),
+        "an option another head takes is accepted and ignored",
+    ),
+    m(
+        "compression.py",
+        "return name[: -len(Path(name).suffix)] if opener(name) else name",
+        "return name",
+        (RELIABILITY,),
+        "vectors.bin.gz written and read as text",
+    ),
+    m(
+        "memory.py",
+        "total = needed * (1 + TEMPORARY_SHARE) + HEADROOM_BYTES",
+        "total = needed",
+        (RELIABILITY,),
+        "the address-space check counts the arrays only (a compiled library then aborts)",
+    ),
+    m(
+        "atomic.py",
+        "            if stop_requested():",
+        "            if False:",
+        (RELIABILITY,),
+        "a FIFO output without a reader ignores stop signals",
+    ),
     # --- training.py ---
     m(
         "training.py",
@@ -462,7 +593,7 @@ MUTANTS: list[Mutant] = [
     # --- model.py ---
     m(
         "model.py",
-        "            vectors *= np.float32(kind.input_init_width(settings))\n",
+        "            vectors *= np.float32(settings.init_norm * math.sqrt(3.0 / settings.dim))\n",
         "",
         (MODEL, API),
         "initial vectors uniform in [-1, 1) instead of [-1/d, 1/d)",
@@ -574,15 +705,15 @@ MUTANTS: list[Mutant] = [
     # --- settings.py ---
     m(
         "settings.py",
-        "(0 <= self.min_lr <= self.lr, ",
-        "(0 <= self.min_lr, ",
+        "if not 0 <= self.min_lr <= self.lr:",
+        "if not 0 <= self.min_lr:",
         (API,),
         "--min-lr above --lr accepted",
     ),
     m(
         "settings.py",
-        "ns_exponent: float = 0.75",
-        "ns_exponent: float = 1.0",
+        '0.75, "noise distribution count**x"',
+        '1.0, "noise distribution count**x"',
         (API, VOCAB),
         "wrong default noise exponent",
     ),
@@ -717,14 +848,16 @@ def main() -> int:
     parser.add_argument(
         "--only",
         metavar="SUBSTRING",
-        help="run only mutants whose module or description contains it",
+        help="run only mutants whose module or description contains it (or one of several, "
+        "comma-separated)",
     )
     parser.add_argument("--list", action="store_true", help="list the mutants and exit")
     args = parser.parse_args()
+    wanted = args.only.split(",") if args.only else []
     mutants = [
         mutant
         for mutant in MUTANTS
-        if not args.only or args.only in mutant.module or args.only in mutant.description
+        if not wanted or any(part in mutant.module or part in mutant.description for part in wanted)
     ]
     if not mutants:
         sys.exit(f"no mutant matches {args.only!r}")
