@@ -40,11 +40,11 @@ import embedtrain
 from benchmarks.common import (
     load_pyplot,
     make_batches,
+    publish,
     read_json,
     scores_of,
     time_heads,
     write_json,
-    write_markdown,
     write_prefix,
 )
 from embedtrain import training
@@ -351,9 +351,7 @@ def steps_only(args: argparse.Namespace) -> None:
                 f"| {head} vs exact | " + " | ".join(f"{times[0] / t:.2f}x" for t in times) + " |"
             )
     text = "\n".join(lines)
-    print(text)
-    if args.table:
-        write_markdown(args.table, text)
+    publish(text, args.table)
 
 
 def main() -> None:
@@ -369,9 +367,7 @@ def main() -> None:
     if args.json and not args.from_json:
         write_json(args.json, report)
     text = table(report)
-    print(text)
-    if args.table:
-        write_markdown(args.table, text)
+    publish(text, args.table)
     if args.plot:
         plot(report, args.plot)
 

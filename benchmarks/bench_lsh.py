@@ -43,10 +43,10 @@ from numba import njit
 import embedtrain
 from benchmarks.common import (
     SCORES,
+    publish,
     scores_of,
     settings_value,
     write_json,
-    write_markdown,
     write_prefix,
 )
 from embedtrain.heads import resolved_settings
@@ -297,9 +297,7 @@ def main() -> None:
                     results[name]["sampling"] = cost
             report["results"][key] = results
     text = table(report)
-    print(text)
-    if args.table:
-        write_markdown(args.table, text)
+    publish(text, args.table)
     if args.json:
         write_json(args.json, report)
 

@@ -121,6 +121,13 @@ def write_markdown(path: Path, text: str) -> None:
     Path(path).write_text(provenance_line() + "\n\n" + text.rstrip("\n") + "\n", encoding="utf-8")
 
 
+def publish(text: str, path: Path | None) -> None:
+    """Print a result table, and write it with its provenance where ``path`` is given."""
+    print(text)
+    if path:
+        write_markdown(path, text)
+
+
 def read_json(path: Path) -> Any:
     """A report written by :func:`write_json` (or an older one without provenance)."""
     body = json.loads(Path(path).read_text(encoding="utf-8"))

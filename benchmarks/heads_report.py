@@ -66,12 +66,12 @@ import numpy as np
 import embedtrain
 from benchmarks.common import (
     load_pyplot,
+    publish,
     read_json,
     scores_of,
     sentences_of,
     settings_value,
     write_json,
-    write_markdown,
 )
 from embedtrain.heads import HEADS, resolved_settings
 from embedtrain.settings import Settings
@@ -615,9 +615,7 @@ def main() -> None:
         except embedtrain.EmbedtrainError as exc:
             sys.exit(f"heads_report: {exc}")
     text = table(report)
-    print(text)
-    if args.table:
-        write_markdown(args.table, text)
+    publish(text, args.table)
     if args.plot:
         plot(report, args.plot)
 

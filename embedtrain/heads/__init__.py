@@ -37,7 +37,9 @@ HEAD_OPTIONS: dict[tuple[str, ...], tuple[str, Callable[[type[Head], Settings], 
     ("epsilon",): ("the spherical head", lambda head, s: head.name == "spherical"),
     ("zloss_a", "zloss_b"): ("the zloss head", lambda head, s: head.name == "zloss"),
     ("exact",): (
-        "the exact heads with a factored form (spherical, squared, taylor, zloss)",
+        "the exact heads with a factored form ("
+        + ", ".join(name for name, loss in LOSSES.items() if loss.factored)
+        + ")",
         lambda head, s: head.name in LOSSES and LOSSES[head.name].factored,
     ),
     ("aop_policy", "aop_memory"): (

@@ -63,7 +63,7 @@ def _targets(ops: Ops, targets: Any) -> tuple[Any, Any]:
 
 
 class ExactHead(Head):
-    """The exact full-vocabulary heads (``--head spherical|squared|taylor|zloss|softmax``),
+    """The exact full-vocabulary heads (one per loss of :mod:`embedtrain.heads.losses`),
     in one of two forms (:class:`NaiveHead`, :class:`FactoredHead`), each bound to its loss
     by :func:`exact_head`. Shared: the batch-size limit, the constant input feature, and
     learning-rate caps counted and reported."""
