@@ -35,6 +35,10 @@ from embedtrain.signals import signals_set_flag
 from embedtrain.training import TrainingResult, run_training
 
 INSTALL_HINT = "pip install 'embedtrain[distributed]'"
+#: The longest path Ray makes inside its session folder (a socket), as Ray 2 names it, and
+#: the limit on a Unix socket's path.
+RAY_DEEPEST_SOCKET = "session_2026-01-01_00-00-00_000000_4194304/sockets/plasma_store"
+UNIX_SOCKET_PATH_BYTES = 107
 #: How long the removal of a local Ray's session folder may wait for its processes.
 SESSION_REMOVAL_SECONDS = 5.0
 #: Worker threads per CPU a local Ray may run (a small cluster on a laptop oversubscribes).
@@ -69,8 +73,8 @@ def connected(address: str, cpus: int) -> Iterator[Any]:
     local = address == "ray"
     if local:
         check_local_cpus(cpus)
-    quiet = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.WARNING}
-    session = tempfile.mkdtemp(prefix="embedtrain-ray-") if local else None
+    quiet = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.ERROR}
+    session = _session_folder() if local else None
     try:
         with signals_set_flag() as stopped:
             try:
@@ -86,7 +90,7 @@ def connected(address: str, cpus: int) -> Iterator[Any]:
             except SystemExit:
                 ray.shutdown()
                 raise KeyboardInterrupt from None
-            except (ConnectionError, RuntimeError, ValueError) as exc:
+            except (ConnectionError, RuntimeError, ValueError, OSError) as exc:
                 text = str(exc).strip()
                 first = text.splitlines()[0] if text else type(exc).__name__
                 raise ClusterError(
@@ -101,6 +105,16 @@ def connected(address: str, cpus: int) -> Iterator[Any]:
     finally:
         if session is not None:
             _remove_session(Path(session))
+
+
+def _session_folder() -> str:
+    """A new folder for a local Ray's session files: in TMPDIR where the Unix socket paths
+    Ray makes inside it stay under the 107-byte limit, else in /tmp."""
+    for base in (tempfile.gettempdir(), "/tmp"):
+        deepest = os.path.join(base, "embedtrain-ray-xxxxxxxx", RAY_DEEPEST_SOCKET)
+        if len(deepest.encode()) <= UNIX_SOCKET_PATH_BYTES:
+            return tempfile.mkdtemp(prefix="embedtrain-ray-", dir=base)
+    raise ClusterError("no folder for a local Ray's sockets: /tmp's path is too long")
 
 
 def _remove_session(session: Path) -> None:

@@ -303,3 +303,18 @@ def test_epoch_summary_counts_every_negative_and_the_top_ups():
         f"lsh: 0.0% of {4 * report.examples:,} negatives topped up from count^0.75 "
         "(the query's buckets held too few words)"
     )
+
+
+def test_tables_are_rebuilt_once_per_rehash_window():
+    """start_job rebuilds the tables at the first job of each lsh_rehash words and at no
+    other: the rebuilds a run does, job by job, are its windows' numbers."""
+    vocab = Vocabulary([f"w{i}" for i in range(40)], np.arange(40, 0, -1), 820)
+    settings = resolved_settings(head="lsh", dim=DIM, lsh_rehash=100)
+    head = LshNegativeSampling(vocab, settings, NumpyOps(), seed=0)
+    head.compiled_step()  # the compiled engine uses the tables
+    rebuilt = []
+    original = head.rebuild_tables
+    head.rebuild_tables = lambda rebuild: (rebuilt.append(rebuild), original(rebuild))
+    for position in (0, 10, 60, 99, 100, 150, 250, 260):
+        head.start_job(position)
+    assert rebuilt == [0, 1, 2]

@@ -479,6 +479,9 @@ MUTANTS: list[Mutant] = [
         "if not self._tables_in_use or rebuild < self._rebuild:",
         (LSH,),
         "tables rebuilt at every job instead of once per lsh_rehash words",
+        equivalent="the check is made twice (double-checked locking): the one under the lock, "
+        "rebuild > self._rebuild, still refuses a second rebuild of a window; only the lock "
+        "is taken at every job (tests/test_lsh.py pins the rebuilds a run makes)",
     ),
     # --- distributed.py and ray_cluster.py ---
     m(
