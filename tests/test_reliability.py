@@ -124,7 +124,7 @@ def test_a_model_larger_than_the_address_space_limit_is_one_line(tmp_path):
     import resource
 
     def limit() -> None:
-        resource.setrlimit(resource.RLIMIT_AS, (720 * 2**20, 720 * 2**20))
+        resource.setrlimit(resource.RLIMIT_AS, (650 * 2**20, 650 * 2**20))
 
     command = [sys.executable, "-m", "embedtrain", "train", "-o", str(tmp_path / "v.txt")]
     command += ["--dim", "300", "--epochs", "1", "--quiet"]

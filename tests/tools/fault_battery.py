@@ -463,7 +463,7 @@ def reliability_cases() -> list[Case]:
         Case(
             "memory: ulimit -v below the model (--dim 300)",
             ["train", "-o", "outdir/v.txt", "--dim", "300"],  # the shipped corpus: 27,010 words
-            address_space=720 * 2**20,
+            address_space=650 * 2**20,
         ),
         Case(
             "memory: a vectors header claiming 10^12 rows", ["similar", "v-huge-header.txt", "the"]
