@@ -25,6 +25,12 @@ def opener(path: str | Path) -> Callable[..., BinaryIO] | None:
     return OPENERS.get(Path(str(path)).suffix.lower())
 
 
+def open_read(path: str | Path) -> BinaryIO:
+    """``path`` opened for reading bytes, decompressed as its suffix says."""
+    decompress = opener(path)
+    return decompress(path, "rb") if decompress else open(path, "rb")
+
+
 def uncompressed_name(path: str | Path) -> str:
     """``path`` without its compression suffix (``vectors.bin.gz`` -> ``vectors.bin``)."""
     name = str(path)

@@ -116,11 +116,11 @@ class _DescriptorReader(io.RawIOBase):
 
 def _open_binary(source: Path | _Spool) -> BinaryIO:
     """The source's bytes, decompressed when its name ends in .gz, .bz2 or .xz."""
-    decompress = compression.opener(source)
     if isinstance(source, _Spool):
+        decompress = compression.opener(source)
         stream = source.open()
         return decompress(stream) if decompress else stream
-    return decompress(source, "rb") if decompress else open(source, "rb")
+    return compression.open_read(source)
 
 
 def _check_text(head: bytes, name: str) -> None:

@@ -125,8 +125,7 @@ def read_head(path: str | Path, what: str, error: type[EmbedtrainError]) -> byte
         if not stat.S_ISREG(os.stat(path).st_mode):
             kind = "a directory" if os.path.isdir(path) else "not a regular file"
             raise error(f"{what} {path} is {kind}")
-        decompress = compression.opener(path)
-        with decompress(path, "rb") if decompress else open(path, "rb") as stream:
+        with compression.open_read(path) as stream:
             return stream.read(TEXT_CHECK_BYTES)
     except FileNotFoundError:
         raise error(f"{what} {path} does not exist") from None
@@ -162,8 +161,7 @@ def _check_header(path: str | Path, head: bytes) -> None:
 
 
 def _count_analogy_questions(path: str) -> int:
-    decompress = compression.opener(path)
-    with decompress(path, "rb") if decompress else open(path, "rb") as stream:
+    with compression.open_read(path) as stream:
         lines = (line.decode("utf-8", errors="replace") for line in stream)
         return sum(1 for line in lines if line.strip() and not line.startswith(":"))
 

@@ -22,13 +22,13 @@ def shortage(needed: int) -> str | None:
     limit, _ = resource.getrlimit(resource.RLIMIT_AS)
     total = needed * (1 + TEMPORARY_SHARE) + HEADROOM_BYTES
     if limit != resource.RLIM_INFINITY:
-        left = limit - _status_bytes("VmSize:")
+        left = limit - (_proc_bytes("/proc/self/status", "VmSize:") or 0)
         if left < total:
             return (
                 f"the address-space limit (ulimit -v) leaves {size(max(left, 0))} (raise it, "
                 f"to {size(limit + total - left)} or more)"
             )
-    available = _meminfo_bytes("MemAvailable:")
+    available = _proc_bytes("/proc/meminfo", "MemAvailable:")
     if available is not None and available < needed:
         return f"the machine has {size(available)} of memory available"
     return None
@@ -43,23 +43,12 @@ def size(count: float) -> str:
     raise AssertionError("unreachable")
 
 
-def _status_bytes(field: str) -> int:
-    """A size from /proc/self/status (0 where there is none)."""
+def _proc_bytes(path: str, field: str) -> int | None:
+    """A size in kB from a /proc file (``/proc/self/status``, ``/proc/meminfo``), in bytes;
+    None where there is none."""
     try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith(field):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
-
-
-def _meminfo_bytes(field: str) -> int | None:
-    """A size from /proc/meminfo (None where there is none)."""
-    try:
-        with open("/proc/meminfo") as meminfo:
-            for line in meminfo:
+        with open(path) as lines:
+            for line in lines:
                 if line.startswith(field):
                     return int(line.split()[1]) * 1024
     except OSError:

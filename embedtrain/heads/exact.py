@@ -30,7 +30,6 @@ import math
 from abc import abstractmethod
 from dataclasses import replace
 from functools import cache
-from numbers import Real
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -90,11 +89,9 @@ class ExactHead(Head):
 
     @classmethod
     def with_defaults(cls, settings: Settings) -> Settings:
-        """The loss's defaults: its rate, its input scale and its constant feature."""
+        """The loss's input scale and constant feature (its rate is the class's default_lr)."""
         loss = cls.loss_type
         changes: dict[str, Any] = {}
-        if isinstance(settings.lr, Real) and settings.lr == 0:
-            changes["lr"] = loss.default_lr
         if settings.init_norm is None and loss.input_init_norm is not None:
             changes["init_norm"] = loss.input_init_norm
         if settings.bias_feature is None:
@@ -438,4 +435,9 @@ def exact_head(loss_type: type[ExactLoss], form: str) -> type[ExactHead]:
     without a factored form is always naive)."""
     base = FactoredHead if form == "factored" and loss_type.factored else NaiveHead
     name = f"{base.__name__}[{loss_type.name}]"
-    return type(name, (base,), {"loss_type": loss_type, "name": loss_type.name})
+    attributes = {
+        "loss_type": loss_type,
+        "name": loss_type.name,
+        "default_lr": loss_type.default_lr,
+    }
+    return type(name, (base,), attributes)
