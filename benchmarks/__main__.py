@@ -54,6 +54,12 @@ BENCHMARKS: dict[str, Benchmark] = {
         lambda s, c: [str(c), "--configs", "sg-ns", "--epochs", "1", "--json", str(s / "g.json")],
         needs=("gensim",),
     ),
+    "step": Benchmark(
+        "bench_step",
+        "the compiled engine's shared and per-example steps alternated in one process: "
+        "words/s, ratio, time and GFLOP/s per example",
+        lambda s, c: [str(c), "--tokens", "20000", "--rounds", "1", "--dim", "16"],
+    ),
     "compare_commits": Benchmark(
         "compare_commits",
         "two source trees of embedtrain timed on the same corpus prefix, alternating",

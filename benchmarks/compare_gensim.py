@@ -44,6 +44,19 @@ def main() -> None:
         help="train on N concatenated copies; min_count is scaled by N so the "
         "vocabulary stays the same",
     )
+    parser.add_argument(
+        "--gensim-input",
+        choices=["corpus_file", "iterable"],
+        default="corpus_file",
+        help="gensim's input mode: corpus_file (fastest; each worker's learning rate "
+        "falls only 1/threads of the way per epoch) or iterable (LineSentence; the nominal "
+        "linear schedule)",
+    )
+    parser.add_argument(
+        "--embedtrain-args",
+        default="",
+        help="extra options for embedtrain's train command, e.g. '--step per-pair'",
+    )
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
 
@@ -54,7 +67,8 @@ def main() -> None:
         corpus, tokens = plain_copy(args.corpus, directory, args.repeat_corpus)
         print(
             f"corpus {args.corpus} x{args.repeat_corpus}: {tokens:,} tokens; "
-            f"min_count {min_count}, {args.epochs} epochs, {args.threads} threads",
+            f"min_count {min_count}, {args.epochs} epochs, {args.threads} threads, "
+            f"gensim input {args.gensim_input}, embedtrain extra {args.embedtrain_args!r}",
             flush=True,
         )
         for i, name in enumerate(args.configs):
@@ -75,6 +89,7 @@ def main() -> None:
                 str(min_count),
                 "--device",
                 "cpu",
+                *args.embedtrain_args.split(),
             )
             theirs = [
                 sys.executable,
@@ -87,6 +102,7 @@ def main() -> None:
                 str(min_count),
                 str(args.epochs),
                 str(args.threads),
+                args.gensim_input,
             ]
             runs = [("embedtrain", ours, ours_out), ("gensim", theirs, theirs_out)]
             if i % 2:

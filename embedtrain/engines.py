@@ -2,8 +2,9 @@
 decides which runs (:func:`choose_engine`).
 
 - :class:`CompiledEngine`: the Numba skip-gram/CBOW drivers with the head's compiled
-  per-example step; ``nogil``, so ``threads`` threads train at once (Hogwild, as word2vec).
-  Skip-gram updates pair by pair with the context word's vector as input (word2vec).
+  step; ``nogil``, so ``threads`` threads train at once (Hogwild, as word2vec). Skip-gram
+  takes the context word's vector as input (word2vec); ``--step`` picks the update form
+  for the heads that have both (:func:`compiled_form`).
 - :class:`BatchedEngine`: minibatches on the array backend (NumPy or CuPy) through
   :meth:`Head.batch_step`, one stream of minibatches (``threads`` is not used; BLAS
   threads its own products). Skip-gram groups the same (centre, context) pairs by centre
@@ -16,7 +17,6 @@ Both expose ``run_job(job, lr_start, lr_end, seed) -> (loss, examples)``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -31,24 +31,45 @@ from embedtrain.rng import seed_state
 from embedtrain.settings import Settings
 
 
-class CompiledEngine:
-    """Per-example SGD in compiled kernels, one call per job."""
+def compiled_form(settings: Settings) -> str:
+    """``shared`` or ``per-example``: the compiled engine's update form, decided here once
+    (``--step`` for the heads that have a shared step, per-example for the others)."""
+    return settings.step if settings.head_class.has_shared_step else "per-example"
 
-    def __init__(self, model: Model, keep: np.ndarray, compiled: tuple[Callable, tuple]) -> None:
-        self.step, self.state = compiled  # the head's compiled_step()
+
+class CompiledEngine:
+    """SGD in compiled kernels, one call per job: per example, or per block of examples
+    sharing their output units (:func:`compiled_form`)."""
+
+    def __init__(self, model: Model, keep: np.ndarray) -> None:
+        settings = model.settings
         self.model = model
         self.keep = keep
-        self.driver = (
-            drivers.train_cbow if model.settings.model == "cbow" else drivers.train_skipgram
-        )
-        self.workers = model.settings.threads
+        self.workers = settings.threads
+        cbow = settings.model == "cbow"
+        if compiled_form(settings) == "shared":
+            self.driver = drivers.train_cbow_shared if cbow else drivers.train_skipgram_shared
+            examples, groups = (
+                (drivers.CBOW_BLOCK, drivers.CBOW_BLOCK) if cbow else (2 * settings.window, 1)
+            )
+            self.block = (examples, groups)
+        else:
+            self.driver = drivers.train_cbow if cbow else drivers.train_skipgram
+            self.block = None
+            self.compiled = model.head.compiled_step()
+
+    def _head_arguments(self) -> tuple:
+        """The head's step and state, and for the shared form a fresh workspace (a job
+        runs in one thread, so each job has its own)."""
+        if self.block is None:
+            return self.compiled
+        return self.model.head.compiled_shared_step(*self.block)
 
     def run_job(
         self, job: np.ndarray, lr_start: float, lr_end: float, seed: int
     ) -> tuple[float, int]:
         return self.driver(
-            self.step,
-            self.state,
+            *self._head_arguments(),
             self.model.vectors,
             job,
             self.keep,
@@ -162,5 +183,5 @@ Engine = CompiledEngine | BatchedEngine
 def make_engine(model: Model, keep: np.ndarray, engine: str) -> Engine:
     """Build the engine :func:`choose_engine` chose for ``model``."""
     if engine == "compiled":
-        return CompiledEngine(model, keep, model.head.compiled_step())
+        return CompiledEngine(model, keep)
     return BatchedEngine(model, keep)

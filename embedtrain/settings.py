@@ -20,7 +20,16 @@ MAX_DIM = 100_000
 #: Hash bits per LSH table at most: 2**12 buckets of 128 ids is 2 MiB a table and buffer.
 MAX_LSH_BITS = 12
 #: Settings a resumed run may change; the others define the model and are kept.
-RESUMABLE_OVERRIDES = ("epochs", "threads", "device", "engine", "cluster", "workers", "sync_words")
+RESUMABLE_OVERRIDES = (
+    "epochs",
+    "threads",
+    "device",
+    "engine",
+    "step",
+    "cluster",
+    "workers",
+    "sync_words",
+)
 
 
 #: Where the lsh head's K, L and rehash defaults come from.
@@ -235,11 +244,20 @@ class Settings:
     )
     engine: str = option(
         "auto",
-        "compiled: Numba per-example SGD with Hogwild threads ({compiled_heads}; CPU); "
+        "compiled: Numba SGD (see --step) with Hogwild threads ({compiled_heads}; CPU); "
         "batched: minibatches on the array backend (every head, CPU or GPU; skip-gram groups "
         "each centre word's context words into one target); auto: compiled where it can run, "
         "batched otherwise",
         choices=("auto", "compiled", "batched"),
+    )
+    step: str = option(
+        "shared",
+        "the compiled engine's update for the ns and hs heads. shared: the examples of a "
+        "window (skip-gram) or of a few consecutive positions (CBOW) share one draw of "
+        "negatives (hs: the target's path) and are updated together as small dense "
+        "products (HogBatch, Ji et al. 2016); per-example: word2vec.c's and gensim's "
+        "update, one example at a time, each with its own negatives",
+        choices=("shared", "per-example"),
     )
     cluster: str = option(
         "",

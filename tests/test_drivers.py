@@ -2,7 +2,8 @@
 word2vec defines: each position's half-width is window - b with b uniform in 0..window-1,
 so a context word at distance k takes part with probability (window - k + 1) / window;
 CBOW's input is the mean of the context vectors. A recording head step (word i's vector
-is [i]) sees exactly which (input, target) pairs a driver produces."""
+is [i]) sees exactly which (input, target) pairs a driver produces, in both update forms
+(per example, and shared: a block of examples per call)."""
 
 from __future__ import annotations
 
@@ -33,13 +34,54 @@ def recording_step(state, hidden, target, lr, work, rng):
     return 0.0
 
 
+@njit
+def recording_shared_step(
+    state, hidden, examples, group_of, targets, groups, lr, rng, delta, workspace
+):
+    """Record (input value, target) of every example of the block and change nothing."""
+    records, count = state
+    for i in range(examples):
+        records[count[0], 0] = hidden[i, 0]
+        records[count[0], 1] = targets[group_of[i]]
+        count[0] += 1
+        delta[i, :] = 0.0
+    return 0.0
+
+
+@njit
+def rate_recording_shared_step(
+    state, hidden, examples, group_of, targets, groups, lr, rng, delta, workspace
+):
+    """Record the rate each example of the block trains with."""
+    rates, count = state
+    for i in range(examples):
+        rates[count[0]] = lr
+        count[0] += 1
+        delta[i, :] = 0.0
+    return 0.0
+
+
+SKIPGRAM = [drivers.train_skipgram, drivers.train_skipgram_shared]
+CBOW = [drivers.train_cbow, drivers.train_cbow_shared]
+SHARED = (drivers.train_skipgram_shared, drivers.train_cbow_shared)
+WORKSPACE = (np.zeros(1),)  # the recording steps need none
+
+
+def call_driver(driver, step, shared_step, state, *arguments):
+    """A driver of either form, with the recording step of its form."""
+    if driver in SHARED:
+        return driver(shared_step, state, WORKSPACE, *arguments)
+    return driver(step, state, *arguments)
+
+
 def run_driver(driver, seed):
     vectors = np.arange(LENGTH, dtype=np.float32)[:, None].copy()
     job = np.append(np.arange(LENGTH, dtype=np.int32), np.int32(-1))
     keep = np.ones(LENGTH, dtype=np.float32)
     records = np.zeros((LENGTH * 2 * WINDOW, 2), dtype=np.float64)
     count = np.zeros(1, dtype=np.int64)
-    driver(recording_step, (records, count), vectors, job, keep, WINDOW, 0.1, 0.1, seed_state(seed))
+    arguments = (vectors, job, keep, WINDOW, 0.1, 0.1, seed_state(seed))
+    call_driver(driver, recording_step, recording_shared_step, (records, count), *arguments)
     np.testing.assert_array_equal(vectors[:, 0], np.arange(LENGTH))  # nothing was updated
     return records[: count[0]]
 
@@ -58,29 +100,32 @@ def assert_distance_shares(pairs_per_distance: np.ndarray, trials: int) -> None:
     assert pairs_per_distance[WINDOW + 1 :].sum() == 0
 
 
-def test_skipgram_windows_are_reduced_as_word2vec():
+@pytest.mark.parametrize("driver", SKIPGRAM)
+def test_skipgram_windows_are_reduced_as_word2vec(driver):
     per_distance = np.zeros(LENGTH, dtype=np.int64)
     for seed in range(RUNS):
-        records = run_driver(drivers.train_skipgram, seed)
+        records = run_driver(driver, seed)
         context, centre = records[:, 0].astype(int), records[:, 1].astype(int)
         interior = np.isin(centre, INTERIOR)
         np.add.at(per_distance, np.abs(context - centre)[interior], 1)
     assert_distance_shares(per_distance, RUNS * len(INTERIOR) * 2)
 
 
-def test_skipgram_input_is_the_context_word_and_target_the_centre():
+@pytest.mark.parametrize("driver", SKIPGRAM)
+def test_skipgram_input_is_the_context_word_and_target_the_centre(driver):
     """word2vec's orientation: one example per (context, centre) pair, the centre never
     its own context."""
-    records = run_driver(drivers.train_skipgram, 3)
+    records = run_driver(driver, 3)
     assert (records[:, 0] != records[:, 1]).all()
     assert (np.abs(records[:, 0] - records[:, 1]) <= WINDOW).all()
 
 
-def test_cbow_input_is_the_mean_of_the_context_vectors():
+@pytest.mark.parametrize("driver", CBOW)
+def test_cbow_input_is_the_mean_of_the_context_vectors(driver):
     """An interior window is symmetric around its centre, so the mean of its word ids is
     the centre's id exactly (a sum would be 2 (W - b) times it)."""
     for seed in range(20):
-        records = run_driver(drivers.train_cbow, seed)
+        records = run_driver(driver, seed)
         interior = np.isin(records[:, 1], INTERIOR)
         np.testing.assert_allclose(records[interior, 0], records[interior, 1], rtol=1e-6)
         assert len(records) == LENGTH  # one example per position
@@ -158,10 +203,11 @@ def test_batched_windows_stay_inside_their_sentence():
             assert ((present < 10) == (centre < 10)).all()
 
 
-def test_skipgram_pairs_are_symmetric_windows_around_each_target():
+@pytest.mark.parametrize("driver", SKIPGRAM)
+def test_skipgram_pairs_are_symmetric_windows_around_each_target(driver):
     """Each target (the centre) comes with the inputs t-k..t+k except t, for one k, in
     sentence order: the centre is the target, not the input."""
-    records = run_driver(drivers.train_skipgram, 11)
+    records = run_driver(driver, 11)
     targets = records[:, 1].astype(int)
     assert (np.diff(targets) >= 0).all()
     for target in INTERIOR:
@@ -179,7 +225,7 @@ def rate_recording_step(state, hidden, target, lr, work, rng):
     return 0.0
 
 
-@pytest.mark.parametrize("driver", [drivers.train_skipgram, drivers.train_cbow])
+@pytest.mark.parametrize("driver", SKIPGRAM + CBOW)
 def test_drivers_interpolate_the_rate_across_the_job(driver):
     """Sentence s of a job (starting at id index i) trains at lr_start + (lr_end -
     lr_start) * i / len(job): 0.1 -> 0 over a job of 4 sentences of 11 slots."""
@@ -188,7 +234,8 @@ def test_drivers_interpolate_the_rate_across_the_job(driver):
     keep = np.ones(10, dtype=np.float32)
     rates = np.zeros(1000)
     count = np.zeros(1, dtype=np.int64)
-    driver(rate_recording_step, (rates, count), vectors, job, keep, 3, 0.1, 0.0, seed_state(1))
+    arguments = (vectors, job, keep, 3, 0.1, 0.0, seed_state(1))
+    call_driver(driver, rate_recording_step, rate_recording_shared_step, (rates, count), *arguments)
     seen = sorted(set(np.round(rates[: count[0]], 12)), reverse=True)
     assert seen == pytest.approx([0.1 * (1 - start / 44) for start in (0, 11, 22, 33)])
 

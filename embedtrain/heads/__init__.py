@@ -34,6 +34,7 @@ HEAD_OPTIONS: dict[tuple[str, ...], tuple[str, Callable[[type[Head], Settings], 
         "the ns and lsh heads",
         lambda head, s: head.name in ("ns", "lsh"),
     ),
+    ("step",): ("the ns and hs heads", lambda head, s: head.has_shared_step),
     ("epsilon",): ("the spherical head", lambda head, s: head.name == "spherical"),
     ("zloss_a", "zloss_b"): ("the zloss head", lambda head, s: head.name == "zloss"),
     ("exact",): (

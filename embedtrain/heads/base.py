@@ -7,7 +7,9 @@ the same two entry points, so the trainer never knows which head it drives:
   their padded targets, on the array backend (NumPy or CuPy) or, where a head has one,
   as a compiled CPU kernel (the factored exact heads);
 - :meth:`Head.compiled_step`: optionally, a Numba per-example step and its state
-  for the compiled CPU drivers of :mod:`embedtrain.drivers`.
+  for the compiled CPU drivers of :mod:`embedtrain.drivers`, and
+  :meth:`Head.compiled_shared_step`, the same for blocks of examples that share their
+  output units (``--step shared``).
 """
 
 from __future__ import annotations
@@ -58,6 +60,8 @@ class Head(ABC):
     batch_limit_reason: ClassVar[str] = ""
     #: Whether :meth:`compiled_step` gives a per-example step for the compiled engine.
     has_compiled_step: ClassVar[bool] = False
+    #: Whether :meth:`compiled_shared_step` gives the shared form (``--step shared``).
+    has_shared_step: ClassVar[bool] = False
     #: Whether copies trained apart merge row by row (``--cluster``, distributed.py): the
     #: head's state is its output rows, trained by its compiled step, and nothing else.
     merges_by_row: ClassVar[bool] = False
@@ -186,6 +190,12 @@ class Head(ABC):
         """A Numba per-example step and its state (a named tuple), for heads with
         ``has_compiled_step``."""
         raise NotImplementedError(f"the {self.name} head has no compiled per-example step")
+
+    def compiled_shared_step(self, examples: int, groups: int) -> tuple[Callable, tuple, tuple]:
+        """A Numba step for a block of up to ``examples`` examples with ``groups`` targets
+        that share their output units, its state and a workspace (one per job), for heads
+        with ``has_shared_step``."""
+        raise NotImplementedError(f"the {self.name} head has no shared step")
 
     def row_parameters(self) -> dict[str, np.ndarray]:
         """The live arrays the compiled step trains, by their :meth:`parameters` names,

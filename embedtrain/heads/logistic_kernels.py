@@ -120,3 +120,131 @@ def hierarchical_softmax_step(state, hidden, target, lr, work, rng) -> float:
         label = 1.0 - state.codes[target, j]
         loss += _logistic_row(state.output, state.points[target, j], hidden, label, lr, work)
     return loss
+
+
+# The shared ("window") form. Several examples (rows of ``hidden``) are trained against
+# one set of output units at once: skip-gram's context words of one window, which share
+# their target, or CBOW's consecutive positions. ``group_of[i]`` names example i's target
+# in ``targets``. Each unit is an output row, its label and its owner: the group it
+# belongs to, or SHARED for a noise draw that every group meets as a negative (skipped by
+# a group whose target it is, as word2vec skips such a draw). ``workspace`` holds the
+# unit arrays and gradients (:func:`shared_workspace`).
+SHARED = -1
+
+
+def shared_workspace(examples: int, units: int) -> tuple[np.ndarray, ...]:
+    """Scratch for a shared step of up to ``examples`` examples and ``units`` units."""
+    return (
+        np.empty(units, dtype=np.int64),  # rows
+        np.empty(units, dtype=np.float32),  # labels
+        np.empty(units, dtype=np.int32),  # owner
+        np.empty((examples, units), dtype=np.float32),  # lr-scaled gradients of the scores
+    )
+
+
+@njit(nogil=True, fastmath=True, cache=True)
+def negative_sampling_shared_step(
+    state, hidden, examples, group_of, targets, groups, lr, rng, delta, workspace
+) -> float:
+    """Each target a positive unit of its own group, then ``negative`` noise draws shared
+    by the whole block (HogBatch's shared negatives)."""
+    rows, labels, owner, grads = workspace
+    for group in range(groups):
+        rows[group] = targets[group]
+        labels[group] = 1.0
+        owner[group] = group
+    count = groups
+    for _ in range(state.negative):
+        rows[count] = alias_draw(state.alias_probability, state.alias_index, rng)
+        labels[count] = 0.0
+        owner[count] = SHARED
+        count += 1
+    return logistic_block(
+        state.output,
+        hidden,
+        examples,
+        group_of,
+        targets,
+        rows,
+        labels,
+        owner,
+        count,
+        lr,
+        grads,
+        delta,
+    )
+
+
+@njit(nogil=True, fastmath=True, cache=True)
+def hierarchical_softmax_shared_step(
+    state, hidden, examples, group_of, targets, groups, lr, rng, delta, workspace
+) -> float:
+    """The inner nodes on each target's Huffman path, labelled 1 - code bit; a skip-gram
+    window shares its one target's path, CBOW's positions share nothing."""
+    rows, labels, owner, grads = workspace
+    count = 0
+    for group in range(groups):
+        target = targets[group]
+        for j in range(state.lengths[target]):
+            rows[count] = state.points[target, j]
+            labels[count] = 1.0 - state.codes[target, j]
+            owner[count] = group
+            count += 1
+    return logistic_block(
+        state.output,
+        hidden,
+        examples,
+        group_of,
+        targets,
+        rows,
+        labels,
+        owner,
+        count,
+        lr,
+        grads,
+        delta,
+    )
+
+
+@njit(inline="always")
+def logistic_block(
+    output, hidden, examples, group_of, targets, rows, labels, owner, units, lr, grads, delta
+) -> float:
+    """Train ``examples`` hidden vectors against ``units`` logistic units at once: every
+    score and gradient from the parameters as they were before the block, then
+    ``delta[i] = -lr dL/dhidden[i]`` and each unit's output row updated by the sum of its
+    examples' gradients (level-3 work: each output row is read once per block).
+    Returns the block's loss."""
+    d = hidden.shape[1]
+    loss = 0.0
+    for i in range(examples):
+        group = group_of[i]
+        target = targets[group]
+        for a in range(units):
+            if owner[a] != group and (owner[a] != SHARED or rows[a] == target):
+                grads[i, a] = 0.0
+                continue
+            weights = output[rows[a]]
+            f = np.float32(0.0)
+            for k in range(d):
+                f += hidden[i, k] * weights[k]
+            g, unit_loss = _logistic_step(f, labels[a])
+            grads[i, a] = np.float32(g * lr)
+            loss += unit_loss
+    for i in range(examples):
+        for k in range(d):
+            delta[i, k] = 0.0
+        for a in range(units):
+            g = grads[i, a]
+            if g != 0.0:
+                weights = output[rows[a]]
+                for k in range(d):
+                    delta[i, k] += g * weights[k]
+    for a in range(units):
+        weights = output[rows[a]]
+        for i in range(examples):
+            g = grads[i, a]
+            if g != 0.0:
+                for k in range(d):
+                    weights[k] += g * hidden[i, k]
+    return loss

@@ -14,8 +14,11 @@ from embedtrain.heads.base import PADDING, Head, StepResult, logistic_loss_and_g
 from embedtrain.heads.logistic_kernels import (
     HierarchicalSoftmaxState,
     NegativeSamplingState,
+    hierarchical_softmax_shared_step,
     hierarchical_softmax_step,
+    negative_sampling_shared_step,
     negative_sampling_step,
+    shared_workspace,
 )
 from embedtrain.vocab import Vocabulary, alias_table, huffman_tree
 
@@ -40,6 +43,7 @@ class LogisticUnitsHead(Head):
     logistic unit with a 0/1 label; output rows start at zero, as in word2vec."""
 
     has_compiled_step = True
+    has_shared_step = True
     merges_by_row = True
 
     def __init__(
@@ -147,6 +151,13 @@ class NegativeSampling(LogisticUnitsHead):
         )
         return negative_sampling_step, state
 
+    def compiled_shared_step(
+        self, examples: int, groups: int
+    ) -> tuple[Callable, NegativeSamplingState, tuple]:
+        _, state = self.compiled_step()
+        workspace = shared_workspace(examples, groups + self.negative)
+        return negative_sampling_shared_step, state, workspace
+
     def output_vectors(self) -> np.ndarray:
         """word2vec's syn1neg: the output row of each word."""
         return self.ops.to_host(self.output)
@@ -185,3 +196,10 @@ class HierarchicalSoftmax(LogisticUnitsHead):
             self.output, self.tree.codes, self.tree.points, self.tree.lengths
         )
         return hierarchical_softmax_step, state
+
+    def compiled_shared_step(
+        self, examples: int, groups: int
+    ) -> tuple[Callable, HierarchicalSoftmaxState, tuple]:
+        _, state = self.compiled_step()
+        workspace = shared_workspace(examples, groups * self.tree.points.shape[1])
+        return hierarchical_softmax_shared_step, state, workspace
