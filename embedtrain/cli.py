@@ -34,14 +34,17 @@ EXIT_INTERRUPTED = 130
 DEFAULTS = Settings()
 
 
-def _per_head(value: Callable[[type, Settings], float], heads: Iterable[str]) -> str:
+def _per_head(value: Callable[[type, Settings], float | str], heads: Iterable[str]) -> str:
     """``value`` of each head, heads sharing one named together (help texts)."""
     from embedtrain.heads import HEADS
 
     grouped: dict[float, list[str]] = {}
     for name in heads:
         grouped.setdefault(value(HEADS[name], Settings(head=name)), []).append(name)
-    return "; ".join(f"{v:g} for {', '.join(names)}" for v, names in grouped.items())
+    return "; ".join(
+        f"{v if isinstance(v, str) else format(v, 'g')} for {', '.join(names)}"
+        for v, names in grouped.items()
+    )
 
 
 def _what_heads_say() -> dict[str, str]:
@@ -52,11 +55,13 @@ def _what_heads_say() -> dict[str, str]:
         return ", ".join(name for name, kind in HEADS.items() if getattr(kind, capability))
 
     exact = [name for name, kind in HEADS.items() if kind.takes_bias_feature]
+    shared = [name for name, kind in HEADS.items() if kind.has_shared_step]
     return {
         "heads": ", ".join(HEADS),
         "lr_by_head": _per_head(lambda kind, s: kind.with_defaults(s).lr, HEADS),
         "bias_by_head": _per_head(lambda kind, s: kind.with_defaults(s).bias_feature, exact),
         "init_norm_by_head": _per_head(lambda kind, s: kind.with_defaults(s).init_norm, HEADS),
+        "step_by_head": _per_head(lambda kind, s: kind.with_defaults(s).step, shared),
         "compiled_heads": heads_that("has_compiled_step"),
         "merging_heads": heads_that("merges_by_row"),
     }

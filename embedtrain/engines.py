@@ -3,8 +3,8 @@ decides which runs (:func:`choose_engine`).
 
 - :class:`CompiledEngine`: the Numba skip-gram/CBOW drivers with the head's compiled
   step; ``nogil``, so ``threads`` threads train at once (Hogwild, as word2vec). Skip-gram
-  takes the context word's vector as input (word2vec); ``--step`` picks the update form
-  for the heads that have both (:func:`compiled_form`).
+  takes the context word's vector as input (word2vec); ``settings.step`` (the head's
+  default or ``--step``) picks the update form: per example or shared.
 - :class:`BatchedEngine`: minibatches on the array backend (NumPy or CuPy) through
   :meth:`Head.batch_step`, one stream of minibatches (``threads`` is not used; BLAS
   threads its own products). Skip-gram groups the same (centre, context) pairs by centre
@@ -31,15 +31,9 @@ from embedtrain.rng import seed_state
 from embedtrain.settings import Settings
 
 
-def compiled_form(settings: Settings) -> str:
-    """``shared`` or ``per-example``: the compiled engine's update form, decided here once
-    (``--step`` for the heads that have a shared step, per-example for the others)."""
-    return settings.step if settings.head_class.has_shared_step else "per-example"
-
-
 class CompiledEngine:
     """SGD in compiled kernels, one call per job: per example, or per block of examples
-    sharing their output units (:func:`compiled_form`)."""
+    sharing their output units (``settings.step``)."""
 
     def __init__(self, model: Model, keep: np.ndarray) -> None:
         settings = model.settings
@@ -47,7 +41,7 @@ class CompiledEngine:
         self.keep = keep
         self.workers = settings.threads
         cbow = settings.model == "cbow"
-        if compiled_form(settings) == "shared":
+        if settings.step == "shared":
             self.driver = drivers.train_cbow_shared if cbow else drivers.train_skipgram_shared
             examples, groups = (
                 (drivers.CBOW_BLOCK, drivers.CBOW_BLOCK) if cbow else (2 * settings.window, 1)

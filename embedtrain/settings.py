@@ -250,14 +250,15 @@ class Settings:
         "batched otherwise",
         choices=("auto", "compiled", "batched"),
     )
-    step: str = option(
-        "shared",
+    step: str | None = option(
+        None,
         "the compiled engine's update for the ns and hs heads. shared: the examples of a "
         "window (skip-gram) or of a few consecutive positions (CBOW) share one draw of "
         "negatives (hs: the target's path) and are updated together as small dense "
         "products (HogBatch, Ji et al. 2016); per-example: word2vec.c's and gensim's "
         "update, one example at a time, each with its own negatives",
         choices=("shared", "per-example"),
+        default_text="the head's: {step_by_head} (the faster at the same quality, measured)",
     )
     cluster: str = option(
         "",

@@ -62,6 +62,9 @@ class Head(ABC):
     has_compiled_step: ClassVar[bool] = False
     #: Whether :meth:`compiled_shared_step` gives the shared form (``--step shared``).
     has_shared_step: ClassVar[bool] = False
+    #: The compiled engine's update form when ``step`` is unset: the one measured faster
+    #: at the same quality (``python -m benchmarks step``); per-example without a shared step.
+    default_step: ClassVar[str] = "per-example"
     #: Whether copies trained apart merge row by row (``--cluster``, distributed.py): the
     #: head's state is its output rows, trained by its compiled step, and nothing else.
     merges_by_row: ClassVar[bool] = False
@@ -137,8 +140,9 @@ class Head(ABC):
     def with_defaults(cls, settings: Settings) -> Settings:
         """``settings`` with the head's defaults written in where they stand unset:
         ``lr = 0`` becomes :attr:`default_lr`, ``init_norm = None`` gensim 4's start
-        (uniform in [-1/d, 1/d), a norm of 1/sqrt(3 d)) and ``bias_feature = None`` none;
-        a head whose loss needs others overrides (the exact heads)."""
+        (uniform in [-1/d, 1/d), a norm of 1/sqrt(3 d)), ``bias_feature = None`` none and
+        ``step = None`` :attr:`default_step`; a head whose loss needs others overrides
+        (the exact heads)."""
         changes: dict[str, Any] = {}
         if isinstance(settings.lr, Real) and settings.lr == 0:
             changes["lr"] = cls.default_lr
@@ -146,6 +150,8 @@ class Head(ABC):
             changes["init_norm"] = 1.0 / math.sqrt(3.0 * settings.dim)
         if settings.bias_feature is None:
             changes["bias_feature"] = 0.0
+        if settings.step is None:
+            changes["step"] = cls.default_step
         return replace(settings, **changes)
 
     @classmethod

@@ -90,6 +90,10 @@ class LshNegativeSampling(NegativeSampling):
 
     name = "lsh"
     merges_by_row = False  # its hash tables follow the output rows: no row-wise merge
+    # Its negatives depend on each example's input (the hash of its vector or target), so
+    # a window has no one draw to share.
+    has_shared_step = False
+    default_step = "per-example"
     integer_parameters: ClassVar[tuple[str, ...]] = (
         "lsh_tables",
         "lsh_sizes",
