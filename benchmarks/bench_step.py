@@ -23,7 +23,7 @@ import tempfile
 from pathlib import Path
 
 import embedtrain
-from benchmarks.common import publish, write_json, write_prefix
+from benchmarks.common import publish, scores_of, write_json, write_prefix
 
 CONFIGS = {
     "sg-ns": ("skipgram", "ns"),
@@ -34,7 +34,9 @@ CONFIGS = {
 FORMS = ("shared", "per-example")
 
 
-def train_once(corpus: Path, config: str, form: str, threads: int, epochs: int, dim: int) -> dict:
+def train_once(
+    corpus: Path, config: str, form: str, threads: int, epochs: int, dim: int, quality: bool
+) -> dict:
     model, head = CONFIGS[config]
     vectors = embedtrain.train(
         str(corpus),
@@ -52,6 +54,7 @@ def train_once(corpus: Path, config: str, form: str, threads: int, epochs: int, 
         "words": sum(report.words for report in history),
         "examples": sum(report.examples for report in history),
         "counts": vectors.model.vocab.counts,
+        **(scores_of(vectors) if quality else {}),
     }
 
 
@@ -81,6 +84,11 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--dim", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--quality",
+        action="store_true",
+        help="also evaluate every run's vectors (Google analogies, WS-353, SimLex-999)",
+    )
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--table", type=Path, help="also write the Markdown table here")
     args = parser.parse_args()
@@ -93,16 +101,24 @@ def main() -> None:
         write_prefix(args.corpus, 5_000, warm)
         for config in args.configs:
             for form in FORMS:  # compile each driver once, outside the timed runs
-                train_once(warm, config, form, args.threads, 1, args.dim)
+                train_once(warm, config, form, args.threads, 1, args.dim, False)
         for round_ in range(args.rounds):
             for config in args.configs:
                 order = FORMS if round_ % 2 == 0 else FORMS[::-1]
                 for form in order:
-                    run = train_once(corpus, config, form, args.threads, args.epochs, args.dim)
+                    run = train_once(
+                        corpus, config, form, args.threads, args.epochs, args.dim, args.quality
+                    )
                     results[config][form].append(run)
+                    scores = (
+                        f", analogy {run['analogy']:.3f}, WS-353 {run['ws353']:.3f}, "
+                        f"SimLex {run['simlex']:.3f}"
+                        if args.quality
+                        else ""
+                    )
                     print(
                         f"round {round_ + 1} {config} {form}: {run['seconds']:.2f} s, "
-                        f"{run['words'] / run['seconds']:,.0f} words/s",
+                        f"{run['words'] / run['seconds']:,.0f} words/s{scores}",
                         flush=True,
                     )
 
@@ -119,6 +135,9 @@ def main() -> None:
         ),
         "|---|---|---|---|---|---|---|",
     ]
+    if args.quality:
+        lines[-2] += " analogy % (shared / per-example) | WS-353 | SimLex-999 |"
+        lines[-1] += "---|---|---|"
     report = []
     for config in args.configs:
         head = CONFIGS[config][1]
@@ -136,6 +155,11 @@ def main() -> None:
                 "units_per_example": units,
                 "gflops": examples * units * 6 * args.dim / seconds / 1e9,
                 "all_seconds": [r["seconds"] for r in runs],
+                **{
+                    name: statistics.mean(r[name] for r in runs)
+                    for name in ("analogy", "ws353", "simlex")
+                    if args.quality
+                },
             }
         a, b = row["shared"], row["per-example"]
         lines.append(
@@ -144,6 +168,11 @@ def main() -> None:
             f"| {a['ns_per_example']:.0f} / {b['ns_per_example']:.0f} "
             f"| {a['units_per_example']:.1f} | {a['gflops']:.1f} / {b['gflops']:.1f} |"
         )
+        if args.quality:
+            lines[-1] += (
+                f" {a['analogy'] * 100:.1f} / {b['analogy'] * 100:.1f} "
+                f"| {a['ws353']:.3f} / {b['ws353']:.3f} | {a['simlex']:.3f} / {b['simlex']:.3f} |"
+            )
         report.append(row)
     text = "\n".join(lines)
     publish(text, args.table)

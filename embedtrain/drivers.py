@@ -5,11 +5,12 @@ window and trains on every example in one of two forms (``--step``):
 
 - ``per-example`` (word2vec.c): ``head_step(state, hidden, target, lr, work, rng)`` for
   each example, with its own noise draws, updating the output rows before the next;
-- ``shared`` (HogBatch, Ji et al. 2016): the examples of a block share one set of output
-  units and are updated together: ``shared_step(state, hidden, examples, group_of,
-  targets, groups, lr, rng, delta, workspace)``. Skip-gram's block is a window (all its
-  context words predict the same centre word), CBOW's is :data:`CBOW_BLOCK` consecutive
-  positions of a sentence.
+- ``shared``: ``shared_step(state, hidden, examples, target, lr, rng, fresh, delta,
+  workspace)`` trains ``examples`` inputs of one target against one set of output units.
+  Skip-gram calls it once per window: all its context words predict the centre word, so
+  they share one draw of negatives and are updated together as small dense products
+  (HogBatch, Ji et al. 2016). CBOW calls it once per position, in word2vec's order, with
+  one draw of negatives shared by :data:`CBOW_BLOCK` consecutive positions (``fresh``).
 
 The head's compiled step is passed in as an argument, with its own ``state`` (a named
 tuple) and, for the shared form, its ``workspace``, so the drivers never know which head
@@ -29,8 +30,8 @@ from numba import njit
 
 from embedtrain.rng import next_random, uniform
 
-#: CBOW positions trained as one block in the shared form: they share one draw of noise
-#: words, as the context words of one skip-gram window (about 2 x 3 with window 5) do.
+#: CBOW positions that share one draw of noise words in the shared form, as the context
+#: words of one skip-gram window (about 2 x 3 with window 5) do.
 CBOW_BLOCK = 6
 
 
@@ -131,15 +132,13 @@ def train_cbow(head_step, state, vectors, ids, keep, window, lr_start, lr_end, r
 def train_skipgram_shared(
     shared_step, state, workspace, vectors, ids, keep, window, lr_start, lr_end, rng
 ):
-    """Skip-gram, each window one block (at most ``2 window`` examples, one target);
-    returns (loss sum, examples)."""
+    """Skip-gram, each window one shared step (its context vectors, at most ``2 window``,
+    against the centre word's units); returns (loss sum, examples)."""
     d = vectors.shape[1]
     width = 2 * window
     hidden = np.empty((width, d), dtype=np.float32)
     delta = np.empty((width, d), dtype=np.float32)
     contexts = np.empty(width, dtype=np.int32)
-    group_of = np.zeros(width, dtype=np.int32)
-    targets = np.empty(1, dtype=np.int32)
     sentence = np.empty(ids.shape[0], dtype=np.int32)
     total = max(ids.shape[0], 1)
     loss = 0.0
@@ -158,8 +157,7 @@ def train_skipgram_shared(
                     m += 1
             if m == 0:
                 continue
-            targets[0] = sentence[pos]
-            loss += shared_step(state, hidden, m, group_of, targets, 1, lr, rng, delta, workspace)
+            loss += shared_step(state, hidden, m, sentence[pos], lr, rng, True, delta, workspace)
             for i in range(m):
                 context = vectors[contexts[i]]
                 for k in range(d):
@@ -169,32 +167,16 @@ def train_skipgram_shared(
     return loss, examples
 
 
-@njit(inline="always")
-def _apply_cbow_block(vectors, sentence, spans, filled, delta) -> None:
-    """Add each position's ``delta`` to every context vector of its window."""
-    d = vectors.shape[1]
-    for j in range(filled):
-        for c in range(spans[j, 0], spans[j, 1]):
-            if c != spans[j, 2]:
-                context = vectors[sentence[c]]
-                for k in range(d):
-                    context[k] += delta[j, k]
-
-
 # Not cached on disk, as train_skipgram.
 @njit(nogil=True, fastmath=True)
 def train_cbow_shared(
     shared_step, state, workspace, vectors, ids, keep, window, lr_start, lr_end, rng
 ):
-    """CBOW, up to :data:`CBOW_BLOCK` positions of a sentence one block (one example and
-    one target each); returns (loss sum, examples)."""
+    """CBOW as :func:`train_cbow`, each :data:`CBOW_BLOCK` consecutive examples sharing one
+    draw of negatives; returns (loss sum, examples)."""
     d = vectors.shape[1]
-    block = CBOW_BLOCK
-    hidden = np.empty((block, d), dtype=np.float32)
-    delta = np.empty((block, d), dtype=np.float32)
-    spans = np.empty((block, 3), dtype=np.int64)  # window lo, hi and the centre position
-    group_of = np.arange(block).astype(np.int32)
-    targets = np.empty(block, dtype=np.int32)
+    hidden = np.empty((1, d), dtype=np.float32)
+    delta = np.empty((1, d), dtype=np.float32)
     sentence = np.empty(ids.shape[0], dtype=np.int32)
     total = max(ids.shape[0], 1)
     loss = 0.0
@@ -203,32 +185,27 @@ def train_cbow_shared(
     while start < ids.shape[0]:
         lr = lr_start + (lr_end - lr_start) * start / total
         n, end = _read_sentence(ids, start, keep, rng, sentence)
-        filled = 0
         for pos in range(n):
             lo, hi = _reduced_window(rng, pos, n, window)
             count = hi - lo - 1
-            if count > 0:
-                for k in range(d):
-                    hidden[filled, k] = 0.0
-                for c in range(lo, hi):
-                    if c != pos:
-                        context = vectors[sentence[c]]
-                        for k in range(d):
-                            hidden[filled, k] += context[k]
-                scale = np.float32(1.0 / count)
-                for k in range(d):
-                    hidden[filled, k] *= scale
-                spans[filled, 0] = lo
-                spans[filled, 1] = hi
-                spans[filled, 2] = pos
-                targets[filled] = sentence[pos]
-                filled += 1
-            if filled == block or (filled > 0 and pos == n - 1):
-                loss += shared_step(
-                    state, hidden, filled, group_of, targets, filled, lr, rng, delta, workspace
-                )
-                _apply_cbow_block(vectors, sentence, spans, filled, delta)
-                examples += filled
-                filled = 0
+            if count <= 0:
+                continue
+            hidden[0] = 0.0
+            for c in range(lo, hi):
+                if c != pos:
+                    context = vectors[sentence[c]]
+                    for k in range(d):
+                        hidden[0, k] += context[k]
+            scale = np.float32(1.0 / count)
+            for k in range(d):
+                hidden[0, k] *= scale
+            fresh = examples % CBOW_BLOCK == 0
+            loss += shared_step(state, hidden, 1, sentence[pos], lr, rng, fresh, delta, workspace)
+            for c in range(lo, hi):
+                if c != pos:
+                    context = vectors[sentence[c]]
+                    for k in range(d):
+                        context[k] += delta[0, k]
+            examples += 1
         start = end + 1
     return loss, examples

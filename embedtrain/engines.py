@@ -43,10 +43,7 @@ class CompiledEngine:
         cbow = settings.model == "cbow"
         if settings.step == "shared":
             self.driver = drivers.train_cbow_shared if cbow else drivers.train_skipgram_shared
-            examples, groups = (
-                (drivers.CBOW_BLOCK, drivers.CBOW_BLOCK) if cbow else (2 * settings.window, 1)
-            )
-            self.block = (examples, groups)
+            self.block = 1 if cbow else 2 * settings.window  # examples per step
         else:
             self.driver = drivers.train_cbow if cbow else drivers.train_skipgram
             self.block = None
@@ -57,7 +54,7 @@ class CompiledEngine:
         runs in one thread, so each job has its own)."""
         if self.block is None:
             return self.compiled
-        return self.model.head.compiled_shared_step(*self.block)
+        return self.model.head.compiled_shared_step(self.block)
 
     def run_job(
         self, job: np.ndarray, lr_start: float, lr_end: float, seed: int

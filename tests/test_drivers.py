@@ -35,23 +35,19 @@ def recording_step(state, hidden, target, lr, work, rng):
 
 
 @njit
-def recording_shared_step(
-    state, hidden, examples, group_of, targets, groups, lr, rng, delta, workspace
-):
+def recording_shared_step(state, hidden, examples, target, lr, rng, fresh, delta, workspace):
     """Record (input value, target) of every example of the block and change nothing."""
     records, count = state
     for i in range(examples):
         records[count[0], 0] = hidden[i, 0]
-        records[count[0], 1] = targets[group_of[i]]
+        records[count[0], 1] = target
         count[0] += 1
         delta[i, :] = 0.0
     return 0.0
 
 
 @njit
-def rate_recording_shared_step(
-    state, hidden, examples, group_of, targets, groups, lr, rng, delta, workspace
-):
+def rate_recording_shared_step(state, hidden, examples, target, lr, rng, fresh, delta, workspace):
     """Record the rate each example of the block trains with."""
     rates, count = state
     for i in range(examples):
@@ -335,3 +331,32 @@ def test_batched_noise_draws_are_independent_of_the_subsampling_draws():
         kept = first["targets"][0] == 0
         agree += kept == (first["noise"][0] < 50)
     assert 0.3 < agree / 200 < 0.7
+
+
+@njit
+def fresh_recording_shared_step(state, hidden, examples, target, lr, rng, fresh, delta, workspace):
+    """Record, per call, whether the step was to draw fresh negatives."""
+    flags, count = state
+    flags[count[0]] = fresh
+    count[0] += 1
+    delta[:examples] = 0.0
+    return 0.0
+
+
+@pytest.mark.parametrize("driver", [drivers.train_skipgram_shared, drivers.train_cbow_shared])
+def test_shared_drivers_draw_afresh_per_window_or_per_cbow_block(driver):
+    """Skip-gram draws for every window (one call each); CBOW's calls are its examples, in
+    order, the first of each CBOW_BLOCK drawing for the next ones."""
+    flags = np.zeros(LENGTH, dtype=np.bool_)
+    count = np.zeros(1, dtype=np.int64)
+    vectors = np.zeros((LENGTH, 1), dtype=np.float32)
+    job = np.append(np.arange(LENGTH, dtype=np.int32), np.int32(-1))
+    keep = np.ones(LENGTH, dtype=np.float32)
+    arguments = (vectors, job, keep, WINDOW, 0.1, 0.1, seed_state(2))
+    driver(fresh_recording_shared_step, (flags, count), WORKSPACE, *arguments)
+    calls = flags[: count[0]]
+    assert len(calls) == LENGTH  # one call per position: a window, or a CBOW example
+    if driver is drivers.train_skipgram_shared:
+        assert calls.all()
+    else:
+        assert calls.tolist() == [i % drivers.CBOW_BLOCK == 0 for i in range(LENGTH)]

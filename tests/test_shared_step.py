@@ -1,11 +1,13 @@
-"""The shared ("window") step of negative sampling and hierarchical softmax (``--step
-shared``) against float64 references written here from the definitions:
+"""The shared step of negative sampling and hierarchical softmax (``--step shared``)
+against float64 references written here from the definitions:
 
-- a block: every score and gradient from the parameters before the block, each unit's
-  row moved by the sum over the examples it applies to (the reference below);
+- a block (one skip-gram window: several inputs, one target): every score and gradient
+  from the parameters before the block, each unit's row moved by the sum over the
+  examples (the reference below);
 - the per-example order (word2vec's): the same units, the rows updated after each
   example; the two differ by O(lr^2) only, which the tests measure;
-- with one example, the shared step is the per-example step (same rng, same draws).
+- with one example, the shared step is the per-example step (same rng, same draws);
+- without ``fresh`` a step reuses the previous step's draws (CBOW's shared draws).
 """
 
 import itertools
@@ -14,7 +16,7 @@ import numpy as np
 import pytest
 
 from embedtrain.backend import NumpyOps
-from embedtrain.heads.logistic_kernels import SHARED, logistic_block, shared_workspace
+from embedtrain.heads.logistic_kernels import logistic_block, shared_workspace
 from embedtrain.heads.sparse import HierarchicalSoftmax, NegativeSampling
 from embedtrain.rng import seed_state
 from embedtrain.settings import Settings
@@ -37,41 +39,41 @@ def table_sigmoid(f: float) -> float:
     return 1.0 / (1.0 + np.exp(-centre))
 
 
-def applies(owner, row, group, target) -> bool:
-    """A unit applies to an example of ``group``: its own units, and the shared noise
-    draws unless the draw is the group's target."""
-    return owner == group or (owner == SHARED and row != target)
+def applies(a, row, target, noise_from) -> bool:
+    """Unit ``a`` counts unless it is a noise draw (from ``noise_from`` on) that is the
+    target itself."""
+    return a < noise_from or row != target
 
 
-def gradients(output, hidden, group_of, targets, rows, labels, owner, lr):
+def gradients(output, hidden, target, rows, labels, noise_from, lr):
     """lr * (label - sigmoid(score)) for every (example, unit), 0 where it does not apply."""
     grads = np.zeros((len(hidden), len(rows)))
     for i, h in enumerate(hidden):
-        for a, (row, label, own) in enumerate(zip(rows, labels, owner)):
-            if applies(own, row, group_of[i], targets[group_of[i]]):
+        for a, (row, label) in enumerate(zip(rows, labels)):
+            if applies(a, row, target, noise_from):
                 grads[i, a] = lr * (label - table_sigmoid(float(h @ output[row])))
     return grads
 
 
-def block_reference(output, hidden, group_of, targets, rows, labels, owner, lr):
+def block_reference(output, hidden, target, rows, labels, noise_from, lr):
     """All gradients first, then every update: (new output, delta of each example)."""
     output = output.copy()
-    grads = gradients(output, hidden, group_of, targets, rows, labels, owner, lr)
+    grads = gradients(output, hidden, target, rows, labels, noise_from, lr)
     delta = grads @ output[rows]
     for a, row in enumerate(rows):
         output[row] += grads[:, a] @ hidden
     return output, delta
 
 
-def sequential_reference(output, hidden, group_of, targets, rows, labels, owner, lr):
+def sequential_reference(output, hidden, target, rows, labels, noise_from, lr):
     """word2vec's order: example by example, the rows updated before the next example."""
     output = output.copy()
     delta = np.zeros_like(hidden)
-    for i, h in enumerate(hidden):
-        for a, (row, label, own) in enumerate(zip(rows, labels, owner)):
-            if applies(own, row, group_of[i], targets[group_of[i]]):
+    for h, step in zip(hidden, delta):
+        for a, (row, label) in enumerate(zip(rows, labels)):
+            if applies(a, row, target, noise_from):
                 g = lr * (label - table_sigmoid(float(h @ output[row])))
-                delta[i] += g * output[row]
+                step += g * output[row]
                 output[row] += g * h
     return output, delta
 
@@ -82,28 +84,24 @@ def window(seed=0, examples=6):
     rng = np.random.default_rng(seed)
     output = rng.normal(0, 0.4, (len(COUNTS), DIM))
     hidden = rng.normal(0, 0.4, (examples, DIM))
-    targets = np.array([3])
-    group_of = np.zeros(examples, dtype=np.int64)
-    rows = np.array([3, 0, 3, 5, 5])
+    rows = np.array([3, 3, 0, 5, 5])
     labels = np.array([1.0, 0.0, 0.0, 0.0, 0.0])
-    owner = np.array([0, SHARED, SHARED, SHARED, SHARED])
-    return output, hidden, group_of, targets, rows, labels, owner
+    return output, hidden, 3, rows, labels, 1
 
 
-def compiled_block(output, hidden, group_of, targets, rows, labels, owner, lr):
+def compiled_block(output, hidden, target, rows, labels, noise_from, lr):
     output32 = output.astype(np.float32)
     hidden32 = hidden.astype(np.float32)
-    _, _, _, grads = shared_workspace(len(hidden), len(rows))
+    _, _, grads = shared_workspace(len(hidden), len(rows))
     delta = np.empty_like(hidden32)
     loss = logistic_block(
         output32,
         hidden32,
         len(hidden),
-        group_of.astype(np.int32),
-        targets.astype(np.int32),
+        target,
         rows.astype(np.int64),
         labels.astype(np.float32),
-        owner.astype(np.int32),
+        noise_from,
         len(rows),
         lr,
         grads,
@@ -119,12 +117,12 @@ def test_block_matches_the_float64_reference():
     expected_output, expected_delta = block_reference(*case, lr)
     np.testing.assert_allclose(output, expected_output, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(delta, expected_delta, rtol=1e-5, atol=1e-6)
-    output0, hidden, _, _, rows, labels, owner = case
+    output0, hidden, target, rows, labels, noise_from = case
     # The loss: -log sigmoid(+-score) summed over the units that apply (exact log).
     expected_loss = 0.0
-    for i, h in enumerate(hidden):
-        for row, label, own in zip(rows, labels, owner):
-            if applies(own, row, 0, 3):
+    for h in hidden:
+        for a, (row, label) in enumerate(zip(rows, labels)):
+            if applies(a, row, target, noise_from):
                 score = h @ output0[row]
                 expected_loss += np.logaddexp(0.0, -score if label else score)
     assert loss == pytest.approx(expected_loss, rel=2e-3)
@@ -148,27 +146,12 @@ def test_block_differs_from_the_sequential_order_by_second_order_terms_only():
         assert 3.0 < bigger / smaller < 5.0
 
 
-def test_noise_draws_equal_to_a_group_target_are_skipped_for_that_group_only():
-    """CBOW's block: two groups (targets 3 and 5), the shared draws [3, 5, 0]: draw 3 is a
-    negative for group 1 only, draw 5 for group 0 only, draw 0 for both."""
-    rng = np.random.default_rng(3)
-    output = rng.normal(0, 0.4, (len(COUNTS), DIM))
-    hidden = rng.normal(0, 0.4, (2, DIM))
-    group_of = np.array([0, 1])
-    targets = np.array([3, 5])
-    rows = np.array([3, 5, 3, 5, 0])
-    labels = np.array([1.0, 1.0, 0.0, 0.0, 0.0])
-    owner = np.array([0, 1, SHARED, SHARED, SHARED])
-    case = (output, hidden, group_of, targets, rows, labels, owner)
-    _, compiled_output, delta = compiled_block(*case, 0.3)
-    expected_output, expected_delta = block_reference(*case, 0.3)
-    np.testing.assert_allclose(compiled_output, expected_output, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(delta, expected_delta, rtol=1e-5, atol=1e-6)
-    grads = gradients(*case, 0.3)
-    assert (grads != 0).tolist() == [
-        [True, False, False, True, True],
-        [False, True, True, False, True],
-    ]
+def test_a_noise_draw_equal_to_the_target_is_skipped():
+    """The window's draws [3, 0, 5, 5] for target 3: the draw 3 has no gradient, the
+    positive unit 3 and the other draws do (5 twice, each a unit of its own)."""
+    grads = gradients(*window(), 0.3)
+    assert (grads != 0).all(axis=0).tolist() == [True, False, True, True, True]
+    assert not grads[:, 1].any()
 
 
 # 300 words of similar counts: noise draws rarely repeat within one example.
@@ -198,20 +181,11 @@ def test_one_example_shared_step_is_the_per_example_step(kind):
         loss_a = step(state, hidden.copy(), target, lr, work, rng_a)
 
         shared = make_head(kind, FLAT_VOCAB)
-        shared_step, shared_state, workspace = shared.compiled_shared_step(1, 1)
+        shared_step, shared_state, workspace = shared.compiled_shared_step(1)
         delta = np.empty((1, DIM), dtype=np.float32)
         rng_b = seed_state(target)
         loss_b = shared_step(
-            shared_state,
-            hidden[None, :].copy(),
-            1,
-            np.zeros(1, np.int32),
-            np.array([target], np.int32),
-            1,
-            lr,
-            rng_b,
-            delta,
-            workspace,
+            shared_state, hidden[None, :].copy(), 1, target, lr, rng_b, True, delta, workspace
         )
         assert rng_a[0] == rng_b[0]  # the same number of draws
         rows = workspace[0][: 1 + per_example.negative] if kind is NegativeSampling else []
@@ -223,29 +197,23 @@ def test_one_example_shared_step_is_the_per_example_step(kind):
 
 def test_shared_negative_sampling_step_draws_once_per_block():
     """A window of five examples draws ``negative`` noise words once (the rng moves as
-    for one example), and every example meets the same draws."""
+    for one example); a step that is not ``fresh`` draws nothing and meets the same
+    noise words (CBOW's consecutive positions)."""
     head = make_head(NegativeSampling)
-    shared_step, state, workspace = head.compiled_shared_step(5, 1)
+    shared_step, state, workspace = head.compiled_shared_step(5)
     hidden = np.random.default_rng(5).normal(0, 0.4, (5, DIM)).astype(np.float32)
     delta = np.empty_like(hidden)
     rng = seed_state(9)
-    shared_step(
-        state,
-        hidden,
-        5,
-        np.zeros(5, np.int32),
-        np.array([2], np.int32),
-        1,
-        0.1,
-        rng,
-        delta,
-        workspace,
-    )
+    shared_step(state, hidden, 5, 2, 0.1, rng, True, delta, workspace)
     single = make_head(NegativeSampling)
     step, single_state = single.compiled_step()
     rng_single = seed_state(9)
     step(single_state, hidden[0].copy(), 2, 0.1, np.zeros(DIM, np.float32), rng_single)
     assert rng[0] == rng_single[0]
-    rows, labels, owner, _ = workspace
-    assert rows[0] == 2 and labels[0] == 1.0 and owner[0] == 0
-    assert (owner[1 : 1 + head.negative] == SHARED).all()
+    rows, labels, _ = workspace
+    assert rows[0] == 2 and labels[0] == 1.0 and (labels[1:] == 0.0).all()
+    draws, state_after = rows[1:].copy(), rng[0]
+    shared_step(state, hidden, 5, 4, 0.1, rng, False, delta, workspace)
+    assert rng[0] == state_after
+    assert rows[0] == 4
+    np.testing.assert_array_equal(rows[1:], draws)

@@ -197,10 +197,10 @@ class Head(ABC):
         ``has_compiled_step``."""
         raise NotImplementedError(f"the {self.name} head has no compiled per-example step")
 
-    def compiled_shared_step(self, examples: int, groups: int) -> tuple[Callable, tuple, tuple]:
-        """A Numba step for a block of up to ``examples`` examples with ``groups`` targets
-        that share their output units, its state and a workspace (one per job), for heads
-        with ``has_shared_step``."""
+    def compiled_shared_step(self, examples: int) -> tuple[Callable, tuple, tuple]:
+        """A Numba step for up to ``examples`` examples of one target that share their
+        output units, its state and a workspace (one per job), for heads with
+        ``has_shared_step``."""
         raise NotImplementedError(f"the {self.name} head has no shared step")
 
     def row_parameters(self) -> dict[str, np.ndarray]:

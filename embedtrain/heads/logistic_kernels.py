@@ -122,53 +122,47 @@ def hierarchical_softmax_step(state, hidden, target, lr, work, rng) -> float:
     return loss
 
 
-# The shared ("window") form. Several examples (rows of ``hidden``) are trained against
-# one set of output units at once: skip-gram's context words of one window, which share
-# their target, or CBOW's consecutive positions. ``group_of[i]`` names example i's target
-# in ``targets``. Each unit is an output row, its label and its owner: the group it
-# belongs to, or SHARED for a noise draw that every group meets as a negative (skipped by
-# a group whose target it is, as word2vec skips such a draw). ``workspace`` holds the
-# unit arrays and gradients (:func:`shared_workspace`).
-SHARED = -1
+# The shared form. Several examples (rows of ``hidden``) with one target are trained
+# against one set of output units at once: skip-gram's context words of one window all
+# predict its centre word. The units are the target's own (its positive row; hs: the
+# nodes of its path), then, from ``noise_from`` on, noise draws, each skipped where it
+# is the target (as word2vec skips such a draw). With ``fresh`` false a step reuses the
+# previous step's draws: CBOW shares one draw between consecutive positions. The
+# workspace holds the units and the gradients (:func:`shared_workspace`).
 
 
-def shared_workspace(examples: int, units: int) -> tuple[np.ndarray, ...]:
-    """Scratch for a shared step of up to ``examples`` examples and ``units`` units."""
+def shared_workspace(examples: int, units: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Scratch for a shared step of up to ``examples`` examples and ``units`` units: the
+    units' rows and labels, and the lr-scaled gradients of the scores."""
     return (
-        np.empty(units, dtype=np.int64),  # rows
-        np.empty(units, dtype=np.float32),  # labels
-        np.empty(units, dtype=np.int32),  # owner
-        np.empty((examples, units), dtype=np.float32),  # lr-scaled gradients of the scores
+        np.empty(units, dtype=np.int64),
+        np.empty(units, dtype=np.float32),
+        np.empty((examples, units), dtype=np.float32),
     )
 
 
 @njit(nogil=True, fastmath=True, cache=True)
 def negative_sampling_shared_step(
-    state, hidden, examples, group_of, targets, groups, lr, rng, delta, workspace
+    state, hidden, examples, target, lr, rng, fresh, delta, workspace
 ) -> float:
-    """Each target a positive unit of its own group, then ``negative`` noise draws shared
-    by the whole block (HogBatch's shared negatives)."""
-    rows, labels, owner, grads = workspace
-    for group in range(groups):
-        rows[group] = targets[group]
-        labels[group] = 1.0
-        owner[group] = group
-    count = groups
-    for _ in range(state.negative):
-        rows[count] = alias_draw(state.alias_probability, state.alias_index, rng)
-        labels[count] = 0.0
-        owner[count] = SHARED
-        count += 1
+    """The target as the positive unit and ``negative`` noise draws, shared by all the
+    examples (HogBatch's shared negatives) and, with ``fresh`` false, the previous step's."""
+    rows, labels, grads = workspace
+    rows[0] = target
+    labels[0] = 1.0
+    if fresh:
+        for j in range(1, state.negative + 1):
+            rows[j] = alias_draw(state.alias_probability, state.alias_index, rng)
+            labels[j] = 0.0
     return logistic_block(
         state.output,
         hidden,
         examples,
-        group_of,
-        targets,
+        target,
         rows,
         labels,
-        owner,
-        count,
+        1,
+        state.negative + 1,
         lr,
         grads,
         delta,
@@ -177,38 +171,23 @@ def negative_sampling_shared_step(
 
 @njit(nogil=True, fastmath=True, cache=True)
 def hierarchical_softmax_shared_step(
-    state, hidden, examples, group_of, targets, groups, lr, rng, delta, workspace
+    state, hidden, examples, target, lr, rng, fresh, delta, workspace
 ) -> float:
-    """The inner nodes on each target's Huffman path, labelled 1 - code bit; a skip-gram
-    window shares its one target's path, CBOW's positions share nothing."""
-    rows, labels, owner, grads = workspace
-    count = 0
-    for group in range(groups):
-        target = targets[group]
-        for j in range(state.lengths[target]):
-            rows[count] = state.points[target, j]
-            labels[count] = 1.0 - state.codes[target, j]
-            owner[count] = group
-            count += 1
+    """The inner nodes on the target's Huffman path, labelled 1 - code bit, shared by all
+    the examples (no noise: ``fresh`` does not apply)."""
+    rows, labels, grads = workspace
+    length = state.lengths[target]
+    for j in range(length):
+        rows[j] = state.points[target, j]
+        labels[j] = 1.0 - state.codes[target, j]
     return logistic_block(
-        state.output,
-        hidden,
-        examples,
-        group_of,
-        targets,
-        rows,
-        labels,
-        owner,
-        count,
-        lr,
-        grads,
-        delta,
+        state.output, hidden, examples, target, rows, labels, length, length, lr, grads, delta
     )
 
 
 @njit(inline="always")
 def logistic_block(
-    output, hidden, examples, group_of, targets, rows, labels, owner, units, lr, grads, delta
+    output, hidden, examples, target, rows, labels, noise_from, units, lr, grads, delta
 ) -> float:
     """Train ``examples`` hidden vectors against ``units`` logistic units at once: every
     score and gradient from the parameters as they were before the block, then
@@ -218,10 +197,8 @@ def logistic_block(
     d = hidden.shape[1]
     loss = 0.0
     for i in range(examples):
-        group = group_of[i]
-        target = targets[group]
         for a in range(units):
-            if owner[a] != group and (owner[a] != SHARED or rows[a] == target):
+            if a >= noise_from and rows[a] == target:
                 grads[i, a] = 0.0
                 continue
             weights = output[rows[a]]

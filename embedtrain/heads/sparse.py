@@ -153,11 +153,9 @@ class NegativeSampling(LogisticUnitsHead):
         )
         return negative_sampling_step, state
 
-    def compiled_shared_step(
-        self, examples: int, groups: int
-    ) -> tuple[Callable, NegativeSamplingState, tuple]:
+    def compiled_shared_step(self, examples: int) -> tuple[Callable, NegativeSamplingState, tuple]:
         _, state = self.compiled_step()
-        workspace = shared_workspace(examples, groups + self.negative)
+        workspace = shared_workspace(examples, 1 + self.negative)
         return negative_sampling_shared_step, state, workspace
 
     def output_vectors(self) -> np.ndarray:
@@ -202,8 +200,8 @@ class HierarchicalSoftmax(LogisticUnitsHead):
         return hierarchical_softmax_step, state
 
     def compiled_shared_step(
-        self, examples: int, groups: int
+        self, examples: int
     ) -> tuple[Callable, HierarchicalSoftmaxState, tuple]:
         _, state = self.compiled_step()
-        workspace = shared_workspace(examples, groups * self.tree.points.shape[1])
+        workspace = shared_workspace(examples, self.tree.points.shape[1])
         return hierarchical_softmax_shared_step, state, workspace
