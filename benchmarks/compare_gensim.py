@@ -55,7 +55,7 @@ def main() -> None:
     parser.add_argument(
         "--embedtrain-args",
         default="",
-        help="extra options for embedtrain's train command, e.g. '--step per-pair'",
+        help="extra options for embedtrain's train command, e.g. '--step per-example'",
     )
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()

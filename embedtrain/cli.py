@@ -47,6 +47,14 @@ def _per_head(value: Callable[[type, Settings], float | str], heads: Iterable[st
     )
 
 
+def _default_steps(kind: type, settings: Settings) -> str:
+    """A head's default ``--step`` for each model, named once where they agree."""
+    steps = {model: kind.default_step(model) for model in ("skipgram", "cbow")}
+    if len(set(steps.values())) == 1:
+        return steps["skipgram"]
+    return ", ".join(f"{step} ({model})" for model, step in steps.items())
+
+
 def _what_heads_say() -> dict[str, str]:
     """The help texts' ``{placeholders}``: what only the head registry knows."""
     from embedtrain.heads import HEADS
@@ -61,7 +69,7 @@ def _what_heads_say() -> dict[str, str]:
         "lr_by_head": _per_head(lambda kind, s: kind.with_defaults(s).lr, HEADS),
         "bias_by_head": _per_head(lambda kind, s: kind.with_defaults(s).bias_feature, exact),
         "init_norm_by_head": _per_head(lambda kind, s: kind.with_defaults(s).init_norm, HEADS),
-        "step_by_head": _per_head(lambda kind, s: kind.with_defaults(s).step, shared),
+        "step_by_head": _per_head(_default_steps, shared),
         "compiled_heads": heads_that("has_compiled_step"),
         "merging_heads": heads_that("merges_by_row"),
     }

@@ -217,3 +217,23 @@ def test_shared_negative_sampling_step_draws_once_per_block():
     assert rng[0] == state_after
     assert rows[0] == 4
     np.testing.assert_array_equal(rows[1:], draws)
+
+
+@pytest.mark.parametrize(
+    ("head", "model", "expected"),
+    [
+        ("ns", "skipgram", "shared"),
+        ("ns", "cbow", "per-example"),
+        ("hs", "skipgram", "per-example"),
+        ("hs", "cbow", "per-example"),
+        ("lsh", "skipgram", "per-example"),
+    ],
+)
+def test_default_step_is_the_measured_choice_and_an_explicit_one_stands(head, model, expected):
+    from embedtrain.heads import HEADS
+
+    kind = HEADS[head]
+    assert kind.with_defaults(Settings(head=head, model=model)).step == expected
+    if kind.has_shared_step:
+        other = "per-example" if expected == "shared" else "shared"
+        assert kind.with_defaults(Settings(head=head, model=model, step=other)).step == other

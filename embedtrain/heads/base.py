@@ -62,9 +62,6 @@ class Head(ABC):
     has_compiled_step: ClassVar[bool] = False
     #: Whether :meth:`compiled_shared_step` gives the shared form (``--step shared``).
     has_shared_step: ClassVar[bool] = False
-    #: The compiled engine's update form when ``step`` is unset: the one measured faster
-    #: at the same quality (``python -m benchmarks step``); per-example without a shared step.
-    default_step: ClassVar[str] = "per-example"
     #: Whether copies trained apart merge row by row (``--cluster``, distributed.py): the
     #: head's state is its output rows, trained by its compiled step, and nothing else.
     merges_by_row: ClassVar[bool] = False
@@ -141,7 +138,7 @@ class Head(ABC):
         """``settings`` with the head's defaults written in where they stand unset:
         ``lr = 0`` becomes :attr:`default_lr`, ``init_norm = None`` gensim 4's start
         (uniform in [-1/d, 1/d), a norm of 1/sqrt(3 d)), ``bias_feature = None`` none and
-        ``step = None`` :attr:`default_step`; a head whose loss needs others overrides
+        ``step = None`` :meth:`default_step`; a head whose loss needs others overrides
         (the exact heads)."""
         changes: dict[str, Any] = {}
         if isinstance(settings.lr, Real) and settings.lr == 0:
@@ -151,8 +148,16 @@ class Head(ABC):
         if settings.bias_feature is None:
             changes["bias_feature"] = 0.0
         if settings.step is None:
-            changes["step"] = cls.default_step
+            shared = cls.has_shared_step and cls.default_step(settings.model) == "shared"
+            changes["step"] = "shared" if shared else "per-example"
         return replace(settings, **changes)
+
+    @classmethod
+    def default_step(cls, model: str) -> str:
+        """The compiled engine's update form for ``model`` when ``step`` is unset (heads
+        with a shared step): the shared form where it is measured faster at the same
+        quality (``python -m benchmarks step --quality``), else per-example (word2vec's)."""
+        return "per-example"
 
     @classmethod
     def batch_size(cls, settings: Settings) -> int:

@@ -93,7 +93,6 @@ class LshNegativeSampling(NegativeSampling):
     # Its negatives depend on each example's input (the hash of its vector or target), so
     # a window has no one draw to share.
     has_shared_step = False
-    default_step = "per-example"
     integer_parameters: ClassVar[tuple[str, ...]] = (
         "lsh_tables",
         "lsh_sizes",
